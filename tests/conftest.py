@@ -1,0 +1,46 @@
+"""Test environment: offline, caches in a temporary folder, real data from ../shared/data when present."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="ups-test-cache-")
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HOME": os.path.join(_CACHE, "hf"),
+    "HF_DATASETS_CACHE": os.path.join(_CACHE, "datasets"),
+    "MPLBACKEND": "Agg",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def real_data(name: str) -> Path:
+    """Path of a real dataset folder in ../shared/data, or skip the test when it is not there."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real dataset {name!r} not available")
+    return path
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``python -m ups_toolkit.data ARGS`` as a user would; returns the completed process (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ups_toolkit.data", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ},
+    )
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES

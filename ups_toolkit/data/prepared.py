@@ -1,0 +1,166 @@
+"""Prepared datasets on disk: atomic writing, loading (Arrow folder or Parquet), Parquet export.
+
+Writing goes to ``<out>.tmp-<pid>`` and is renamed into place only when complete, so an interrupted or failed
+conversion never leaves a half dataset at ``<out>`` and never damages a dataset already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import ConfigError, DataFormatError
+from .schema import make_features
+
+INFO_FILE = "ups_info.json"
+
+
+def write_prepared(
+    samples: Iterable[dict],
+    out: str | Path,
+    *,
+    spec,
+    fingerprint: str,
+    info: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write samples (each with a ``_split`` key) as a ``DatasetDict`` at ``out``, atomically.
+
+    ``spec`` is a :class:`~ups_toolkit.data.converters.base.DatasetSpec`. Returns the output path.
+    """
+    import datasets
+    from datasets import Dataset, DatasetDict, Value
+
+    if not progress:
+        datasets.disable_progress_bars()
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"output {out} already exists (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        features = make_features(
+            num_persons=spec.num_persons,
+            num_joints=_num_joints(spec.layout),
+            channels=spec.channels,
+            class_names=spec.class_names,
+            with_score=spec.with_score,
+            with_segments=spec.with_segments,
+            with_frame_labels=spec.with_frame_labels,
+            with_img_shape=spec.with_img_shape,
+            extra=spec.extra_features,
+        )
+        features["_split"] = Value("string")
+        keys = list(features)
+
+        def generate():
+            for sample in samples:
+                yield {k: sample.get(k) for k in keys}
+
+        # The cache lives inside the temporary folder: no stale rows from an earlier run can come back.
+        table = Dataset.from_generator(
+            generate, features=features, cache_dir=str(tmp / "cache"), fingerprint=fingerprint
+        )
+        if len(table) == 0:
+            raise DataFormatError("the conversion produced no samples", file=out)
+        split_column = table["_split"]
+        split_names = list(dict.fromkeys(split_column))
+        parts = {}
+        for name in split_names:
+            indices = [i for i, s in enumerate(split_column) if s == name]
+            parts[name] = table.select(indices).remove_columns("_split")
+        dataset = DatasetDict(parts)
+        staged = tmp / "dataset"
+        dataset.save_to_disk(str(staged))
+        meta = {
+            "fingerprint": fingerprint,
+            "layout": spec.layout,
+            "num_persons": spec.num_persons,
+            "channels": spec.channels,
+            "class_names": list(spec.class_names),
+            "fps": spec.fps,
+            "splits": {name: len(part) for name, part in parts.items()},
+            **(info or {}),
+        }
+        (staged / INFO_FILE).write_text(json.dumps(meta, indent=2))
+        del table, dataset, parts
+        _replace_dir(staged, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _num_joints(layout: str) -> int:
+    from ..skeleton import get_layout
+
+    return get_layout(layout).num_joints
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first and removed only after the move."""
+    if dst.exists():
+        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        try:
+            os.replace(src, dst)
+        except BaseException:
+            os.replace(old, dst)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def load_prepared(path: str | Path, split: str | None = None):
+    """Open a prepared dataset: a folder written by ``write_prepared`` / ``save_to_disk``, a Parquet file, or a
+    folder of ``<split>.parquet`` files. Returns a ``DatasetDict`` (or one split) formatted as numpy."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"prepared dataset {path} does not exist")
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        dataset = load_from_disk(str(path))
+    else:
+        files = [path] if path.is_file() else sorted(path.glob("*.parquet"))
+        if not files or any(f.suffix != ".parquet" for f in files):
+            raise ConfigError(f"{path} is neither a prepared dataset folder nor Parquet file(s)")
+        dataset = load_dataset("parquet", data_files={f.stem: str(f) for f in files})
+    if not isinstance(dataset, DatasetDict):
+        dataset = DatasetDict({"all": dataset})
+    dataset = dataset.with_format("numpy")
+    if split is None:
+        return dataset
+    if split not in dataset:
+        raise ConfigError(f"{path} has no split {split!r}; splits: {', '.join(dataset)}")
+    return dataset[split]
+
+
+def prepared_info(path: str | Path) -> dict:
+    info_file = Path(path) / INFO_FILE
+    return json.loads(info_file.read_text()) if info_file.exists() else {}
+
+
+def export_parquet(path: str | Path, out: str | Path) -> list[Path]:
+    """Write each split of a prepared dataset as ``<out>/<split>.parquet`` (features kept in the schema metadata)."""
+    dataset = load_prepared(path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, part in dataset.items():
+        target = out / f"{name}.parquet"
+        tmp = target.with_suffix(".parquet.tmp")
+        part.with_format(None).to_parquet(str(tmp))
+        os.replace(tmp, target)
+        written.append(target)
+    info = Path(path) / INFO_FILE
+    if info.exists():
+        shutil.copyfile(info, out / INFO_FILE)
+    return written

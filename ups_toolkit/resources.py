@@ -1,0 +1,47 @@
+"""Finding the project's declarative data files (label sets, task definitions, experiment configs).
+
+Search order (DESIGN.md D1): paths the user gives, then the checkout's top-level folders (``tokenizers/``,
+``tasks/``, ``configs/``), then the copies a wheel installs under ``<prefix>/share/ups_toolkit/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+KINDS = ("tokenizers", "tasks", "configs")
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resource_dirs(kind: str, extra: list[str | Path] | None = None) -> list[Path]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown resource kind {kind!r}")
+    candidates = [Path(p) for p in (extra or [])]
+    candidates.append(CHECKOUT_ROOT / kind)
+    candidates.append(Path(sys.prefix) / "share" / "ups_toolkit" / kind)
+    return [p for p in candidates if p.is_dir()]
+
+
+def find_resource(kind: str, relative: str, extra: list[str | Path] | None = None) -> Path:
+    """First existing ``<dir>/<relative>`` over :func:`resource_dirs`; a clear error lists where it looked."""
+    dirs = resource_dirs(kind, extra)
+    for d in dirs:
+        candidate = d / relative
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(d) for d in dirs) or f"no {kind}/ folder found"
+    raise ConfigError(f"{kind} file {relative!r} not found (looked in: {looked})")
+
+
+def load_label_set(name: str) -> list[str]:
+    """Class names of a label set in ``tokenizers/labels/<name>.yaml``, in class-index order."""
+    path = find_resource("tokenizers", f"labels/{name}.yaml")
+    data = yaml.safe_load(path.read_text())
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"{path}: key 'classes' must be a list of class-name strings")
+    return classes
