@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="summarise a prepared dataset")
     info.add_argument("path")
 
+    render = commands.add_parser("render", help="draw one sample as a strip of skeleton frames (PNG)")
+    render.add_argument("path", help="prepared dataset folder")
+    render.add_argument("out", help="PNG file to write")
+    render.add_argument("--split", help="split name (default: the first)")
+    render.add_argument("--index", type=int, default=0, help="sample index in the split")
+    render.add_argument("--frames", type=int, default=6, help="number of frames drawn")
+
     export = commands.add_parser("export-parquet", help="write each split as <OUT>/<split>.parquet")
     export.add_argument("path")
     export.add_argument("out")
@@ -98,6 +105,27 @@ def print_info(path) -> None:
         print(f"  skipped bad items: {len(meta['bad_items'])}")
 
 
+def render_sample(args) -> None:
+    from ..errors import ConfigError
+    from ..visualize.skeleton import render_sequence
+    from .prepared import load_prepared
+
+    dataset = load_prepared(args.path)
+    split = args.split or next(iter(dataset))
+    part = load_prepared(args.path, split)
+    if not 0 <= args.index < len(part):
+        raise ConfigError(f"{args.path}: split {split!r} has {len(part)} samples, no index {args.index}")
+    sample = part[args.index]
+    names = part.features["label"].names
+    label = int(sample["label"])
+    title = f"{sample['sample_id']}  [{names[label] if label >= 0 else 'unlabeled'}]  {sample['layout']}"
+    out = render_sequence(
+        sample["keypoint"], str(sample["layout"]), args.out, num_frames=args.frames, title=title,
+        score=sample.get("keypoint_score"),
+    )
+    print(out)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -117,6 +145,8 @@ def main(argv=None) -> int:
             print_info(out)
         elif args.command == "info":
             print_info(args.path)
+        elif args.command == "render":
+            render_sample(args)
         elif args.command == "export-parquet":
             from .prepared import export_parquet
 
@@ -129,3 +159,8 @@ def main(argv=None) -> int:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
     return 0
+
+
+def console_main() -> None:
+    """Entry point of the ``ups-data`` console script."""
+    sys.exit(main())

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import ConfigError, DataFormatError
+from ..errors import ConfigError, DataFormatError, UPSError
 from .schema import make_features
 
 INFO_FILE = "ups_info.json"
@@ -34,6 +34,7 @@ def write_prepared(
     """
     import datasets
     from datasets import Dataset, DatasetDict, Value
+    from datasets.exceptions import DatasetGenerationError
 
     if not progress:
         datasets.disable_progress_bars()
@@ -65,9 +66,17 @@ def write_prepared(
                 yield {k: sample.get(k) for k in keys}
 
         # The cache lives inside the temporary folder: no stale rows from an earlier run can come back.
-        table = Dataset.from_generator(
-            generate, features=features, cache_dir=str(tmp / "cache"), fingerprint=fingerprint
-        )
+        try:
+            table = Dataset.from_generator(
+                generate, features=features, cache_dir=str(tmp / "cache"), fingerprint=fingerprint
+            )
+        except DatasetGenerationError as e:
+            # datasets wraps whatever the generator raised; a user error (bad file) must reach the CLI as itself,
+            # so that it prints one line naming the file instead of a traceback.
+            cause = _user_error(e)
+            if cause is None:
+                raise
+            raise cause from None
         if len(table) == 0:
             raise DataFormatError("the conversion produced no samples", file=out)
         split_column = table["_split"]
@@ -95,6 +104,17 @@ def write_prepared(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _user_error(error: BaseException) -> UPSError | None:
+    """The first :class:`UPSError` in the ``__cause__`` / ``__context__`` chain of ``error``, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UPSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _num_joints(layout: str) -> int:

@@ -1,0 +1,1 @@
+"""Pictures people look at: skeleton renderings (and later curves, confusion matrices, routing maps)."""
