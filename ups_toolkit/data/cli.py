@@ -2,7 +2,7 @@
 
     python -m ups_toolkit.data formats
     python -m ups_toolkit.data convert FORMAT SRC OUT [--split PROTOCOL] [--to-layout NAME] [--skip-bad] [--overwrite]
-    python -m ups_toolkit.data synth OUT [--num-per-class N] [--seed S]
+    python -m ups_toolkit.data synth OUT [--num-per-class N] [--seed S] [--overwrite]
     python -m ups_toolkit.data info PATH
     python -m ups_toolkit.data export-parquet PATH OUT
 
@@ -81,6 +81,7 @@ def run_convert(args) -> int:
             "source": str(converter.src),
             "options": {k: v for k, v in vars(options).items()},
             "bad_items": converter.bad_items,
+            "warnings": list(getattr(converter, "warnings", [])),
         },
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -139,10 +140,11 @@ def main(argv=None) -> int:
         elif args.command == "convert":
             return run_convert(args)
         elif args.command == "synth":
-            from .synthetic import write_synthetic
+            from .synthetic import KINDS, write_synthetic
 
             out = write_synthetic(args.out, num_per_class=args.num_per_class, seed=args.seed, overwrite=args.overwrite)
-            print_info(out)
+            for kind in KINDS:  # one prepared dataset per kind
+                print_info(out / kind)
         elif args.command == "info":
             print_info(args.path)
         elif args.command == "render":

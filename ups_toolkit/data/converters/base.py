@@ -51,6 +51,7 @@ class Converter:
         if not self.src.exists():
             raise ConfigError(f"input {self.src} does not exist")
         self.bad_items: list[str] = []
+        self.warnings: list[str] = []  # notable but valid input (e.g. very short sequences), kept in ups_info.json
 
     # ---- to implement -------------------------------------------------------------------------------------------
     @classmethod
