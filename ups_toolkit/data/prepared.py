@@ -141,7 +141,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 def load_prepared(path: str | Path, split: str | None = None):
     """Open a prepared dataset: a folder written by ``write_prepared`` / ``save_to_disk``, a Parquet file, or a
     folder of ``<split>.parquet`` files. Returns a ``DatasetDict`` (or one split) formatted as numpy."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets import Dataset, DatasetDict, load_from_disk
 
     path = Path(path)
     if not path.exists():
@@ -152,7 +152,9 @@ def load_prepared(path: str | Path, split: str | None = None):
         files = [path] if path.is_file() else sorted(path.glob("*.parquet"))
         if not files or any(f.suffix != ".parquet" for f in files):
             raise ConfigError(f"{path} is neither a prepared dataset folder nor Parquet file(s)")
-        dataset = load_dataset("parquet", data_files={f.stem: str(f) for f in files})
+        # One Dataset per file: load_dataset("parquet", data_files={...}) rejects the split name "all", which every
+        # conversion without a split protocol writes.
+        dataset = DatasetDict({f.stem: Dataset.from_parquet(str(f)) for f in files})
     if not isinstance(dataset, DatasetDict):
         dataset = DatasetDict({"all": dataset})
     dataset = dataset.with_format("numpy")

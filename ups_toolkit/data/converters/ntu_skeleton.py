@@ -37,6 +37,7 @@ XVIEW_TRAIN_CAMERAS = {2, 3}
 
 NUM_JOINTS = 25
 VALUES_PER_JOINT = 12
+POSITION_VALUES = 7  # x y z, depthX depthY, colorX colorY
 BODY_INFO_VALUES = 10
 
 
@@ -49,47 +50,58 @@ def parse_name(stem: str) -> dict:
 
 
 class _Tokens:
-    """Whitespace tokens with the line each came from, for error messages."""
+    """The file's whitespace tokens. Line numbers are worked out only when an error needs one, which keeps the
+    common path a plain ``str.split`` plus vectorised float conversion (about 10x faster than tracking lines)."""
 
     def __init__(self, path: Path):
         self.path = path
         try:
-            text = path.read_text()
+            self.text = path.read_text()
         except UnicodeDecodeError as e:
             raise DataFormatError(f"not a text file ({e})", file=path) from None
-        self.tokens: list[tuple[str, int]] = [
-            (tok, number) for number, line in enumerate(text.splitlines(), 1) for tok in line.split()
-        ]
+        self.tokens: list[str] = self.text.split()
         self.pos = 0
+        self._tokens_through_line = None
 
-    def _take(self, what: str) -> tuple[str, int]:
-        if self.pos >= len(self.tokens):
-            last = self.tokens[-1][1] if self.tokens else 0
-            raise DataFormatError(f"file ends early: expected {what}", file=self.path, line=last + 1)
-        tok = self.tokens[self.pos]
-        self.pos += 1
-        return tok
-
-    def integer(self, what: str) -> int:
-        tok, line = self._take(what)
-        try:
-            return int(tok)
-        except ValueError:
-            raise DataFormatError(f"expected {what} (an integer), found {tok!r}", file=self.path, line=line) from None
-
-    def floats(self, count: int, what: str) -> np.ndarray:
-        values = []
-        for _ in range(count):
-            tok, line = self._take(what)
-            try:
-                values.append(float(tok))
-            except ValueError:
-                raise DataFormatError(f"expected {what} (a number), found {tok!r}", file=self.path, line=line) from None
-        return np.array(values)
+    def line_of(self, index: int) -> int:
+        """1-based line of token ``index`` (one past the last line for an index past the end)."""
+        if self._tokens_through_line is None:
+            self._tokens_through_line = np.cumsum([len(line.split()) for line in self.text.splitlines()])
+        return int(np.searchsorted(self._tokens_through_line, index, side="right")) + 1
 
     @property
     def line(self) -> int:
-        return self.tokens[min(self.pos, len(self.tokens) - 1)][1] if self.tokens else 0
+        return self.line_of(self.pos)
+
+    def _fail(self, message: str, index: int):
+        raise DataFormatError(message, file=self.path, line=self.line_of(index))
+
+    def integer(self, what: str) -> int:
+        if self.pos >= len(self.tokens):
+            self._fail(f"file ends early: expected {what}", self.pos)
+        tok = self.tokens[self.pos]
+        try:
+            value = int(tok)
+        except ValueError:
+            self._fail(f"expected {what} (an integer), found {tok!r}", self.pos)
+        self.pos += 1
+        return value
+
+    def floats(self, count: int, what: str) -> np.ndarray:
+        block = self.tokens[self.pos : self.pos + count]
+        if len(block) < count:
+            self._fail(f"file ends early: expected {what}", len(self.tokens))
+        try:
+            values = np.array(block, dtype=np.float64)
+        except ValueError:
+            for i, tok in enumerate(block):
+                try:
+                    float(tok)
+                except ValueError:
+                    self._fail(f"expected {what} (a number), found {tok!r}", self.pos + i)
+            raise
+        self.pos += count
+        return values
 
 
 def read_skeleton_file(path: Path) -> tuple[int, list[list[tuple[int, np.ndarray]]]]:
@@ -103,27 +115,31 @@ def read_skeleton_file(path: Path) -> tuple[int, list[list[tuple[int, np.ndarray
         raise DataFormatError(f"frame count is {num_frames}: empty sequence", file=path, line=1)
     frames = []
     for t in range(num_frames):
-        line = tokens.line
+        start = tokens.pos
         num_bodies = tokens.integer(f"the body count of frame {t}")
         if not 0 <= num_bodies <= 6:
-            raise DataFormatError(f"frame {t} announces {num_bodies} bodies (Kinect v2 tracks 0-6)", file=path, line=line)
+            tokens._fail(f"frame {t} announces {num_bodies} bodies (Kinect v2 tracks 0-6)", start)
         bodies = []
         for b in range(num_bodies):
             body_id = tokens.integer(f"bodyID of body {b} in frame {t}")  # 64-bit id: int, never float
             tokens.floats(BODY_INFO_VALUES - 1, f"body info of body {b} in frame {t}")
-            line = tokens.line
+            count_at = tokens.pos
             num_joints = tokens.integer(f"the joint count of body {b} in frame {t}")
             if num_joints != NUM_JOINTS:
-                raise DataFormatError(
-                    f"frame {t}, body {b}: {num_joints} joints, expected {NUM_JOINTS}", file=path, line=line
-                )
+                tokens._fail(f"frame {t}, body {b}: {num_joints} joints, expected {NUM_JOINTS}", count_at)
+            first_value = tokens.pos
             joints = tokens.floats(NUM_JOINTS * VALUES_PER_JOINT, f"joint values of body {b} in frame {t}")
-            bodies.append((body_id, joints.reshape(NUM_JOINTS, VALUES_PER_JOINT)))
+            joints = joints.reshape(NUM_JOINTS, VALUES_PER_JOINT)
+            # Checked here, not only in validate_sample, so that the error names the line. Only the position
+            # values (x y z, depth and color pixels) are checked: orientations are never used.
+            finite = np.isfinite(joints[:, :POSITION_VALUES]).all(axis=1)
+            if not finite.all():
+                j = int(np.argmin(finite))
+                tokens._fail(f"frame {t}, body {b}, joint {j}: non-finite coordinate", first_value + j * VALUES_PER_JOINT)
+            bodies.append((body_id, joints))
         frames.append(bodies)
     if tokens.pos != len(tokens.tokens):
-        raise DataFormatError(
-            f"{len(tokens.tokens) - tokens.pos} unexpected values after the last frame", file=path, line=tokens.line
-        )
+        tokens._fail(f"{len(tokens.tokens) - tokens.pos} unexpected values after the last frame", tokens.pos)
     return num_frames, frames
 
 
@@ -136,42 +152,49 @@ def _nonzero_std_energy(track: np.ndarray) -> float:
     return float(s[..., 0].std() + s[..., 1].std() + s[..., 2].std())
 
 
+def _positions(joints: np.ndarray) -> np.ndarray:
+    return joints[:, :POSITION_VALUES]
+
+
 def select_bodies_umurl(num_frames: int, frames, channels: slice, max_body: int = 4, keep: int = 2) -> np.ndarray:
-    width = channels.stop - channels.start
-    data = np.zeros((max_body, num_frames, NUM_JOINTS, width), np.float64)
+    """(T, keep, V, len(channels)). Bodies are ranked on their xyz positions whichever ``channels`` are returned,
+    so 2D pixel output keeps the same bodies as 3D output."""
+    data = np.zeros((max_body, num_frames, NUM_JOINTS, POSITION_VALUES), np.float64)
     for t, bodies in enumerate(frames):
         for m, (_, joints) in enumerate(bodies[:max_body]):
-            data[m, t] = joints[:, channels]
-    energy = np.array([_nonzero_std_energy(d[..., :3] if width >= 3 else d) for d in data])
+            data[m, t] = _positions(joints)
+    energy = np.array([_nonzero_std_energy(d[..., :3]) for d in data])
     order = np.argsort(-energy, kind="stable")[:keep]
-    return data[order].transpose(1, 0, 2, 3)  # (T, M, V, C)
+    return data[order][..., channels].transpose(1, 0, 2, 3)  # (T, M, V, C)
 
 
 def select_bodies_pyskl(num_frames: int, frames, channels: slice, keep: int = 2) -> np.ndarray:
-    width = channels.stop - channels.start
+    """(T', keep, V, len(channels)), T' after trimming. Noise and motion are judged on xyz, as in pyskl."""
     tracks: dict[int, np.ndarray] = {}
     for t, bodies in enumerate(frames):
         for body_id, joints in bodies:
-            track = tracks.setdefault(body_id, np.zeros((num_frames, NUM_JOINTS, width)))
-            track[t] = joints[:, channels]
+            track = tracks.setdefault(body_id, np.zeros((num_frames, NUM_JOINTS, POSITION_VALUES)))
+            track[t] = _positions(joints)
     candidates = list(tracks.values())
 
+    def valid_frames(track):
+        return track[..., :3].reshape(num_frames, -1).any(axis=1)
+
     def is_noise(track):
-        valid = track.reshape(num_frames, -1).any(axis=1)
-        xyz = track[valid][..., :2]
-        spread_x = xyz[..., 0].max(axis=1) - xyz[..., 0].min(axis=1)
-        spread_y = xyz[..., 1].max(axis=1) - xyz[..., 1].min(axis=1)
+        xy = track[valid_frames(track)][..., :2]
+        spread_x = xy[..., 0].max(axis=1) - xy[..., 0].min(axis=1)
+        spread_y = xy[..., 1].max(axis=1) - xy[..., 1].min(axis=1)
         return np.mean(spread_x > 0.8 * spread_y) > 0.69754
 
     kept = [tr for tr in candidates if not is_noise(tr)] or candidates
-    motion = [float(tr[tr.reshape(num_frames, -1).any(axis=1)].reshape(-1, width).var(axis=0).sum()) for tr in kept]
+    motion = [float(tr[valid_frames(tr)][..., :3].reshape(-1, 3).var(axis=0).sum()) for tr in kept]
     order = np.argsort(-np.array(motion), kind="stable")[:keep]
-    data = np.zeros((num_frames, keep, NUM_JOINTS, width))
+    data = np.zeros((num_frames, keep, NUM_JOINTS, POSITION_VALUES))
     for slot, i in enumerate(order):
         data[:, slot] = kept[i]
-    present = data.reshape(num_frames, -1).any(axis=1)
+    present = data[..., :3].reshape(num_frames, -1).any(axis=1)
     first, last = np.argmax(present), num_frames - np.argmax(present[::-1])
-    return data[first:last]
+    return data[first:last][..., channels]
 
 
 class NTUSkeletonConverter(Converter):
