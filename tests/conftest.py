@@ -44,3 +44,17 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+def make_converter(format_name: str, src, *argv: str, split=None, skip_bad: bool = False):
+    """A converter object for ``format_name`` with options parsed from ``argv`` as the CLI would (in-process)."""
+    import argparse
+
+    from ups_toolkit.data.converters import converter_class
+
+    cls = converter_class(format_name)
+    parser = argparse.ArgumentParser()
+    cls.add_arguments(parser)
+    options = parser.parse_args([str(a) for a in argv])
+    options.split, options.to_layout, options.skip_bad = split, None, skip_bad
+    return cls(src, options)

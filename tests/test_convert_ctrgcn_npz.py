@@ -4,14 +4,14 @@ No real file of this format is in ../shared/data, so the round trip builds one e
 out: x (N, 300, 150) = 2 persons x 25 joints x xyz per frame, person-major, zero-padded; y one-hot.
 """
 
-import argparse
+import functools
 import zipfile
 
 import numpy as np
 import pytest
 from conftest import FIXTURES, run_cli
+from conftest import make_converter as conftest_make_converter
 
-from ups_toolkit.data.converters import converter_class
 from ups_toolkit.data.converters.ctrgcn_npz import open_npz_arrays
 from ups_toolkit.data.prepared import load_prepared, prepared_info
 from ups_toolkit.errors import DataFormatError
@@ -19,13 +19,7 @@ from ups_toolkit.errors import DataFormatError
 FIXTURE = FIXTURES / "ctrgcn_npz" / "NTU60_CS_tiny.npz"
 
 
-def make_converter(src, *argv, split=None):
-    cls = converter_class("ctrgcn-npz")
-    parser = argparse.ArgumentParser()
-    cls.add_arguments(parser)
-    options = parser.parse_args([str(a) for a in argv])
-    options.split, options.to_layout, options.skip_bad = split, None, False
-    return cls(src, options)
+make_converter = functools.partial(conftest_make_converter, "ctrgcn-npz")
 
 
 def ntu_like(rng, num_frames, persons):

@@ -1,14 +1,14 @@
 """Kinetics-skeleton JSON converter (``kinetics-json``): hand-made clips, bad input, the 12 real sample clips."""
 
-import argparse
+import functools
 import json
 import shutil
 
 import numpy as np
 import pytest
 from conftest import FIXTURES, real_data, run_cli
+from conftest import make_converter as conftest_make_converter
 
-from ups_toolkit.data.converters import converter_class
 from ups_toolkit.data.prepared import load_prepared, prepared_info
 from ups_toolkit.errors import DataFormatError
 from ups_toolkit.resources import load_label_set
@@ -19,13 +19,7 @@ LABEL_FILES = (
 )
 
 
-def make_converter(src, *argv, split=None, skip_bad=False):
-    cls = converter_class("kinetics-json")
-    parser = argparse.ArgumentParser()
-    cls.add_arguments(parser)
-    options = parser.parse_args([str(a) for a in argv])
-    options.split, options.to_layout, options.skip_bad = split, None, skip_bad
-    return cls(src, options)
+make_converter = functools.partial(conftest_make_converter, "kinetics-json")
 
 
 def fixture_skeleton(k, conf):

@@ -1,6 +1,6 @@
 """NW-UCLA JSON converter (``nw-ucla``): fixture in the CTR-GCN layout, bad input, and the real set's catalog counts."""
 
-import argparse
+import functools
 import json
 import shutil
 from collections import Counter
@@ -8,21 +8,15 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import FIXTURES, real_data, run_cli
+from conftest import make_converter as conftest_make_converter
 
-from ups_toolkit.data.converters import converter_class
 from ups_toolkit.data.prepared import load_prepared, prepared_info
 from ups_toolkit.errors import DataFormatError
 
 FIXTURE = FIXTURES / "nw_ucla"
 
 
-def make_converter(src, *argv, split=None, skip_bad=False):
-    cls = converter_class("nw-ucla")
-    parser = argparse.ArgumentParser()
-    cls.add_arguments(parser)
-    options = parser.parse_args([str(a) for a in argv])
-    options.split, options.to_layout, options.skip_bad = split, None, skip_bad
-    return cls(src, options)
+make_converter = functools.partial(conftest_make_converter, "nw-ucla")
 
 
 def assert_failed_cleanly(result, out, name):

@@ -4,7 +4,7 @@ input. No real file of this format is in ../shared/data; the fixtures follow FOR
 instead of 300 frames to stay small (the converter reads T from the array).
 """
 
-import argparse
+import functools
 import os
 import pickle
 import shutil
@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 from conftest import FIXTURES, run_cli
+from conftest import make_converter as conftest_make_converter
 
-from ups_toolkit.data.converters import converter_class
 from ups_toolkit.data.prepared import load_prepared, prepared_info
 from ups_toolkit.errors import DataFormatError, UnsafePickleError
 
@@ -21,13 +21,7 @@ NTU = FIXTURES / "stgcn_npy" / "ntu"
 KINETICS = FIXTURES / "stgcn_npy" / "kinetics"
 
 
-def make_converter(src, *argv, split=None):
-    cls = converter_class("stgcn-npy")
-    parser = argparse.ArgumentParser()
-    cls.add_arguments(parser)
-    options = parser.parse_args([str(a) for a in argv])
-    options.split, options.to_layout, options.skip_bad = split, None, False
-    return cls(src, options)
+make_converter = functools.partial(conftest_make_converter, "stgcn-npy")
 
 
 def ntu_like(rng, num_frames, persons):

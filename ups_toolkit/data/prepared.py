@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from ..atomic import atomic_directory
 from ..errors import ConfigError, DataFormatError, UPSError
 from .schema import make_features
 
@@ -39,37 +41,31 @@ def write_prepared(
     if not progress:
         datasets.disable_progress_bars()
 
+    features = make_features(
+        num_persons=spec.num_persons,
+        num_joints=_num_joints(spec.layout),
+        channels=spec.channels,
+        class_names=spec.class_names,
+        with_score=spec.with_score,
+        with_segments=spec.with_segments,
+        with_frame_labels=spec.with_frame_labels,
+        with_img_shape=spec.with_img_shape,
+        extra=spec.extra_features,
+    )
+    features["_split"] = Value("string")
+    keys = list(features)
+
+    def generate():
+        for sample in samples:
+            yield {k: sample.get(k) for k in keys}
+
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"output {out} already exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        features = make_features(
-            num_persons=spec.num_persons,
-            num_joints=_num_joints(spec.layout),
-            channels=spec.channels,
-            class_names=spec.class_names,
-            with_score=spec.with_score,
-            with_segments=spec.with_segments,
-            with_frame_labels=spec.with_frame_labels,
-            with_img_shape=spec.with_img_shape,
-            extra=spec.extra_features,
-        )
-        features["_split"] = Value("string")
-        keys = list(features)
-
-        def generate():
-            for sample in samples:
-                yield {k: sample.get(k) for k in keys}
-
-        # The cache lives inside the temporary folder: no stale rows from an earlier run can come back.
+    with atomic_directory(out, overwrite=overwrite) as staged, tempfile.TemporaryDirectory(
+        prefix=f"{out.name}.cache-", dir=out.parent
+    ) as cache:
+        # A fresh cache folder per run: no stale rows from an earlier conversion can come back.
         try:
-            table = Dataset.from_generator(
-                generate, features=features, cache_dir=str(tmp / "cache"), fingerprint=fingerprint
-            )
+            table = Dataset.from_generator(generate, features=features, cache_dir=cache, fingerprint=fingerprint)
         except DatasetGenerationError as e:
             # datasets wraps whatever the generator raised; a user error (bad file) must reach the CLI as itself,
             # so that it prints one line naming the file instead of a traceback.
@@ -85,9 +81,7 @@ def write_prepared(
         for name in split_names:
             indices = [i for i, s in enumerate(split_column) if s == name]
             parts[name] = table.select(indices).remove_columns("_split")
-        dataset = DatasetDict(parts)
-        staged = tmp / "dataset"
-        dataset.save_to_disk(str(staged))
+        DatasetDict(parts).save_to_disk(str(staged))
         meta = {
             "fingerprint": fingerprint,
             "layout": spec.layout,
@@ -99,10 +93,7 @@ def write_prepared(
             **(info or {}),
         }
         (staged / INFO_FILE).write_text(json.dumps(meta, indent=2))
-        del table, dataset, parts
-        _replace_dir(staged, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        del table, parts
     return out
 
 
@@ -121,21 +112,6 @@ def _num_joints(layout: str) -> int:
     from ..skeleton import get_layout
 
     return get_layout(layout).num_joints
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first and removed only after the move."""
-    if dst.exists():
-        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        try:
-            os.replace(src, dst)
-        except BaseException:
-            os.replace(old, dst)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def load_prepared(path: str | Path, split: str | None = None):

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
@@ -655,19 +653,14 @@ def write_synthetic(out: str | Path, *, num_per_class: int = 24, seed: int = 0, 
     (a seeded quarter of every class is test), plus ``out/ups_synthetic.json``. Atomic: the folder is built at
     ``out.tmp-<pid>`` and renamed into place; an existing ``out`` is refused unless ``overwrite``. Returns ``out``.
     """
-    from .prepared import _replace_dir, write_prepared
+    from ..atomic import atomic_directory
+    from .prepared import write_prepared
 
     for kind in KINDS:
         _check_options(kind, num_per_class, seed)
     num_per_class, seed = int(num_per_class), int(seed)  # numpy integers are accepted but not JSON
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"output {out} already exists (pass --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_directory(out, overwrite=overwrite) as staging:
         about = {
             "generator": "ups_toolkit.data.synthetic",
             "generator_version": GENERATOR_VERSION,
@@ -679,11 +672,8 @@ def write_synthetic(out: str | Path, *, num_per_class: int = 24, seed: int = 0, 
         for kind in KINDS:
             samples = ({**sample, "_split": split} for sample, split in _samples_and_splits(kind, num_per_class, seed))
             write_prepared(
-                samples, tmp / kind, spec=dataset_spec(kind), fingerprint=fingerprint(kind, num_per_class, seed),
+                samples, staging / kind, spec=dataset_spec(kind), fingerprint=fingerprint(kind, num_per_class, seed),
                 info={**about, "kind": kind}, progress=False,
             )
-        (tmp / "ups_synthetic.json").write_text(json.dumps({**about, "kinds": list(KINDS)}, indent=2))
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (staging / "ups_synthetic.json").write_text(json.dumps({**about, "kinds": list(KINDS)}, indent=2))
     return out

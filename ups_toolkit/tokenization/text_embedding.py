@@ -27,13 +27,13 @@ import importlib.util
 import json
 import os
 import struct
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
 
 DEFAULT_TEXT_ENCODER = "FacebookAI/roberta-base"
@@ -218,19 +218,9 @@ def _read_cache(path: Path, key: str, n_rows: int):
 
 
 def _write_cache(path: Path, table: np.ndarray, metadata: dict) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"text_embeddings": np.ascontiguousarray(table)}, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, save({"text_embeddings": np.ascontiguousarray(table)}, metadata=metadata))
 
 
 def embed_prompts(

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from .ordinals import ordinal_words
 from .specs import (
@@ -192,7 +191,7 @@ class Vocabulary:
         if path.is_dir():
             path = path / "vocab.json"
         data = {**self.to_dict(), "sha256": self.sha256}
-        _atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1))
+        atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1))
         return path
 
     @classmethod
@@ -237,18 +236,6 @@ class Vocabulary:
         return np.array([old._index.get(key, -1) for key in self.keys], dtype=np.int64)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _alias_table(spec: VocabularySpec) -> tuple[dict[str, str], dict[str, str]]:

@@ -35,6 +35,7 @@ from ...errors import ConfigError, DataFormatError
 from ...skeleton import get_layout
 from ...skeleton.kinematics import forward_kinematics
 from ...skeleton.rotations import axis_rotation
+from ..text_rows import parse_number_row
 from .base import Converter, DatasetSpec
 
 ROTATION_CHANNELS = {"xrotation": "x", "yrotation": "y", "zrotation": "z"}
@@ -204,28 +205,12 @@ def read_bvh(path: str | Path) -> BVHMotion:
         if len(words) != num_channels:
             raise DataFormatError(f"frame {t} has {len(words)} values, expected {num_channels} (one per channel)",
                                   file=path, line=number)
-        try:
-            row = np.array(words, dtype=np.float64)
-        except ValueError:
-            bad = next(w for w in words if not _is_number(w))
-            raise DataFormatError(f"frame {t}: {bad!r} is not a number", file=path, line=number) from None
-        if not np.isfinite(row).all():
-            column = int(np.argmin(np.isfinite(row)))
-            raise DataFormatError(f"frame {t}: value {column} is {words[column]}", file=path, line=number)
-        values[t] = row
+        values[t] = parse_number_row(words, file=path, line=number, context=f"frame {t}: ")
         t += 1
     if t < num_frames:
         raise DataFormatError(f"file ends early: 'Frames: {num_frames}' announced, {t} motion lines found "
                               "(truncated file?)", file=path, line=len(lines) + 1)
     return BVHMotion(path=path, joints=joints, frame_time=frame_time, values=values)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-        return True
-    except ValueError:
-        return False
 
 
 def bvh_positions(motion: BVHMotion, *, end_sites: bool = False) -> np.ndarray:

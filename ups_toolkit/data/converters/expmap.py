@@ -38,6 +38,7 @@ import numpy as np
 from ...errors import ConfigError, DataFormatError
 from ...resources import load_label_set
 from ...skeleton.kinematics import expmap_to_positions, get_kinematic_skeleton
+from ..text_rows import parse_number_row
 from .base import Converter, DatasetSpec
 
 # skeleton name -> (label set, native fps); sources in the module docstring
@@ -70,26 +71,10 @@ def read_expmap_csv(path: Path, expected_values: int | None = None) -> np.ndarra
         if len(fields) != expected_values:
             raise DataFormatError(f"{len(fields)} values, expected {expected_values} per line", file=path,
                                   line=number)
-        try:
-            row = np.array(fields, dtype=np.float64)
-        except ValueError:
-            bad = next(f for f in fields if not _is_number(f))
-            raise DataFormatError(f"{bad.strip()!r} is not a number", file=path, line=number) from None
-        if not np.isfinite(row).all():
-            column = int(np.argmin(np.isfinite(row)))
-            raise DataFormatError(f"value {column} is {fields[column].strip()}", file=path, line=number)
-        rows.append(row)
+        rows.append(parse_number_row(fields, file=path, line=number))
     if not rows:
         raise DataFormatError("no frames (empty file)", file=path)
     return np.stack(rows)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _split_from_folders(sample: dict) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from ...errors import ConfigError, DataFormatError
 from ...resources import load_label_set
 from ..xlsx import read_xlsx_rows
+from ..text_rows import parse_number_row
 from .base import Converter, DatasetSpec
 
 VIDEO_NAME = re.compile(r"(?P<sequence>\d{4}|A\d{2}N\d{2})-(?P<view>[LMR])")
@@ -172,20 +173,8 @@ def read_pku_skeleton(path: str | Path) -> np.ndarray:
                 f"expected {VALUES_PER_FRAME} values (2 persons x 25 joints x xyz), found {len(values)}",
                 file=path, line=number,
             )
-        try:
-            frames[number - 1] = values
-        except ValueError:
-            bad = next(v for v in values if not _is_float(v))
-            raise DataFormatError(f"{bad!r} is not a number", file=path, line=number) from None
+        frames[number - 1] = parse_number_row(values, file=path, line=number)
     return frames.reshape(len(lines), NUM_PERSONS, NUM_JOINTS, 3)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 class PKUMMDConverter(Converter):
