@@ -1,0 +1,80 @@
+"""Exact resume (DESIGN.md D9): N steps straight == N/2 steps, SIGKILL, resume from the checkpoint, N/2 more steps:
+bit-identical parameters on the CPU (dropout, DropPath and Gumbel routing on, so the RNG states matter too)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from training_helpers import REPO, environment, load_weights, run, tiny_config, train_cmd
+
+STEPS = 8
+SETTINGS = dict(training={"steps": STEPS, "checkpoint_every": STEPS // 2, "log_every": 2},
+                logging={"tensorboard": False, "plots": False})
+
+
+def test_killed_run_resumes_to_identical_parameters(tmp_path):
+    straight = tiny_config(tmp_path / "straight", **SETTINGS)
+    result = run(train_cmd(straight))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = tiny_config(tmp_path / "killed", **SETTINGS)
+    run_dir = tmp_path / "killed" / "run"
+    latest = run_dir / "checkpoints" / "latest"
+    process = subprocess.Popen([str(a) for a in train_cmd(killed)], cwd=REPO, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (latest.is_file() and latest.read_text().strip() == f"step-{STEPS // 2:06d}"):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (run_dir / "model").exists(), "the run ended before it was killed: the test proves nothing"
+    state = json.loads((run_dir / "checkpoints" / f"step-{STEPS // 2:06d}" / "trainer_state.json").read_text())
+    assert state["step"] == STEPS // 2 and not state["finished"]
+
+    resumed = run(train_cmd(killed, "--resume_from_checkpoint", "auto"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    a, b = load_weights(tmp_path / "straight" / "run" / "model"), load_weights(run_dir / "model")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    straight_metrics = json.loads((tmp_path / "straight" / "run" / "final_metrics.json").read_text())
+    assert json.loads((run_dir / "final_metrics.json").read_text()) == straight_metrics
+    # the log of the resumed run continues where the checkpoint was taken
+    steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(l)["kind"] == "train"]
+    assert steps[-2:] == [6, 8]
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, **SETTINGS)
+    result = run(train_cmd(config, "--resume_from_checkpoint", str(tmp_path / "nothing-here")))
+    assert result.returncode == 2
+    assert "not a checkpoint" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("partial", [".step-000004.tmp", "step-000004"])
+def test_latest_ignores_partial_checkpoints(tmp_path, partial):
+    """A checkpoint is complete only once renamed into place with its trainer_state.json and named by `latest`."""
+    from ups_toolkit.errors import ConfigError
+    from ups_toolkit.training.checkpoint import resolve_checkpoint
+
+    root = tmp_path / "run" / "checkpoints"
+    (root / "step-000002").mkdir(parents=True)
+    (root / "step-000002" / "trainer_state.json").write_text("{}")
+    (root / "latest").write_text("step-000002\n")
+    (root / partial).mkdir()  # a save killed half-way
+    assert resolve_checkpoint("auto", tmp_path / "run") == root / "step-000002"
+    (root / "latest").write_text(f"{partial}\n")
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        resolve_checkpoint("auto", tmp_path / "run")
+    assert resolve_checkpoint("auto", tmp_path / "elsewhere") is None

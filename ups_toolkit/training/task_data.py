@@ -1,0 +1,465 @@
+"""Per-task examples from prepared datasets: encoder input at T frames + target tokens (DESIGN.md D2, D4, D5).
+
+One :class:`TaskExamples` turns the samples of one split into examples of one task, following the task file's
+``input.sampling``:
+
+| sampling | training item | evaluation items | input | target |
+|---|---|---|---|---|
+| whole_sequence | a sequence | every sequence | all n valid frames resampled to T | the label |
+| observed_prefix | a sequence, ratio random or fixed | (sequence, ratio) pairs | first n_obs frames resampled | the label |
+| consecutive | a sequence, random centre frame | (sequence, frame) every k-th frame | T consecutive 2D frames around the frame (edge-replicated or zero past the ends, optional stride) | root-relative 3D of the centre frame T//2 |
+| observed_window | a sequence, random window | evenly spaced windows | observed_frames frames resampled to T | K future residuals to the last observed frame |
+| sliding_window | a sequence, random window start | every window (W frames, hop H) | W raw frames (zero past the end) resampled to T | segments with >= min_inside_fraction inside, window-relative |
+
+Transforms from the config act on the encoder input after the temporal sampling; for motion prediction they act on
+the whole clip (observed + future frames) before it is split, so a geometric change reaches the target too. All
+randomness of an example comes from ``np.random.default_rng([seed, task_index, epoch, item])`` (D9), so an epoch is
+reproducible and resuming mid-epoch gives the same examples.
+
+Coordinate ranges of ``range_mode: percentiles`` tasks are resolved here from the training targets
+(:func:`resolve_coordinate_ranges`) and written into the task spec as fixed ranges; that spec goes into the model
+config, so a saved model decodes with the ranges it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError
+from ..metrics.classification import observed_frame_count
+from ..skeleton import get_layout
+from ..skeleton.transforms import Compose, Flip, build_transforms, resize_frames
+from ..tokenization.specs import TaskSpec
+from ..tokenization.targets import build_codec, ranges_from_percentiles
+from .segments import window_starts, window_targets
+
+# caps keeping range resolution cheap on large datasets (values are spread evenly over the training set)
+MAX_RANGE_ITEMS = 20000
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# one split of a prepared dataset (with its paired 3D targets for pose estimation)
+
+
+@dataclass
+class SplitData:
+    """One split of a prepared dataset. ``targets_3d``: for 2D->3D pose estimation, how to find each sample's 3D
+    positions: ``"column"`` (a ``keypoint_3d`` column) or a list mapping sample index -> row of ``target_dataset``."""
+
+    path: str
+    split: str
+    dataset: object  # datasets.Dataset, numpy format
+    layout: str
+    persons: int
+    channels: int
+    fps: float
+    class_names: list[str]
+    targets_3d: object = None
+    target_dataset: object = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, index: int) -> dict:
+        return self.dataset[int(index)]
+
+    def num_frames(self, index: int) -> int:
+        if "lengths" not in self._cache:
+            self._cache["lengths"] = sequence_lengths(self.dataset)
+        return int(self._cache["lengths"][int(index)])
+
+    def keypoint_3d(self, index: int, sample: dict | None = None) -> np.ndarray:
+        """(T, M, V, 3) metres: the 3D positions paired with sample ``index``."""
+        if self.targets_3d == "column":
+            return np.asarray((sample or self.sample(index))["keypoint_3d"], np.float32)
+        if self.targets_3d is None:
+            return np.asarray((sample or self.sample(index))["keypoint"], np.float32)
+        return np.asarray(self.target_dataset[int(self.targets_3d[int(index)])]["keypoint"], np.float32)
+
+
+def sequence_lengths(dataset) -> np.ndarray:
+    """(N,) frames of every sample, read from the Arrow list offsets (no keypoint is decoded)."""
+    import pyarrow.compute as pc
+
+    if dataset._indices is not None:  # a selection: fall back to reading the rows
+        return np.array([len(dataset[i]["keypoint"]) for i in range(len(dataset))], dtype=np.int64)
+    chunks = dataset.data.column("keypoint").chunks
+    lengths = [pc.list_value_length(getattr(c, "storage", c)).to_numpy(zero_copy_only=False) for c in chunks]
+    return np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
+
+
+def load_split(ref: dict, spec: TaskSpec, key: str) -> SplitData:
+    """Open ``ref`` = {path, split, target_path} (checked again here for Parquet inputs, which have no metadata
+    files). ``key`` names the config entry in errors."""
+    from ..data.prepared import load_prepared
+
+    dataset = load_prepared(ref["path"], ref["split"])
+    if len(dataset) == 0:
+        raise ConfigError(f"key '{key}.path': split {ref['split']!r} of {ref['path']} is empty")
+    layouts = set(np.unique(np.asarray(dataset["layout"])).tolist())
+    if len(layouts) != 1:
+        raise ConfigError(f"key '{key}.path': {ref['path']} mixes layouts {sorted(layouts)}; one task batch holds "
+                          f"one layout, convert with --to-layout")
+    (layout,) = layouts
+    if layout not in spec.input.layouts:
+        raise ConfigError(f"key '{key}.path': layout {layout!r} is not accepted by task {spec.name!r}")
+    shape = dataset.features["keypoint"].shape
+    persons, channels = int(shape[1]), int(shape[3])
+    names = list(dataset.features["label"].names) if hasattr(dataset.features["label"], "names") else []
+    fps = float(np.asarray(dataset[0]["fps"]))
+    split = SplitData(ref["path"], ref["split"], dataset, layout, persons, channels, fps, names)
+    if spec.input.sampling == "consecutive" and spec.output.grammar == "coordinates":
+        _pair_3d(split, ref, key)
+    return split
+
+
+def _pair_3d(split: SplitData, ref: dict, key: str) -> None:
+    from ..data.prepared import load_prepared
+
+    if ref.get("target_path") is None:
+        if "keypoint_3d" not in split.dataset.column_names:
+            raise ConfigError(f"key '{key}.target_path': {ref['path']} has no keypoint_3d column; name the 3D "
+                              f"dataset paired by sample_id")
+        split.targets_3d = "column"
+        return
+    target = load_prepared(ref["target_path"], ref["split"])
+    ids = [str(s) for s in np.asarray(target["sample_id"])]
+    index = {sid: i for i, sid in enumerate(ids)}
+    if len(index) != len(ids):
+        raise ConfigError(f"key '{key}.target_path': sample ids of {ref['target_path']} are not unique")
+    rows = []
+    for sid in (str(s) for s in np.asarray(split.dataset["sample_id"])):
+        if sid not in index:
+            raise DataFormatError(f"no 3D partner in {ref['target_path']} (key '{key}.target_path')",
+                                  file=ref["path"], sample=sid)
+        rows.append(index[sid])
+    t_layouts = set(np.unique(np.asarray(target["layout"])).tolist())
+    if t_layouts != {split.layout}:
+        raise ConfigError(f"key '{key}.target_path': layout {sorted(t_layouts)} differs from the input's "
+                          f"{split.layout!r}")
+    if int(target.features["keypoint"].shape[3]) != 3:
+        raise ConfigError(f"key '{key}.target_path': {ref['target_path']} does not hold 3D keypoints")
+    lengths_2d, lengths_3d = sequence_lengths(split.dataset), sequence_lengths(target)
+    for i, row in enumerate(rows):
+        if lengths_3d[row] < lengths_2d[i]:
+            raise DataFormatError(f"the 3D partner has {lengths_3d[row]} frames, the 2D sequence {lengths_2d[i]}",
+                                  file=ref["target_path"], sample=ids[row])
+    split.targets_3d, split.target_dataset = rows, target
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# examples
+
+
+def deterministic_part(transforms: list[dict]) -> list[dict]:
+    """The transforms of a config list that draw no random numbers (the evaluation default)."""
+    return [t for t in transforms if not build_transforms([t]).random]
+
+
+class TaskExamples:
+    """Examples of one task from one split. ``example(item, rng)`` -> dict of numpy arrays:
+
+    - ``pose`` (T, M, V, C) float32 encoder input, ``target`` (L,) int64 tokens (when a codec is given);
+    - ``label`` class index (-1 when none), ``item`` the item number, ``sequence`` the sample index;
+    - early prediction: ``ratio``; pose estimation: ``coords`` (F, J, 3) metres and, with flip testing,
+      ``pose_flip``; motion prediction: ``coords`` (K, J, 3) residuals, metres; detection: ``window_start``.
+    """
+
+    def __init__(self, spec: TaskSpec, split: SplitData, settings: dict, *, train: bool, codec=None,
+                 transforms: list[dict] | None = None):
+        self.spec, self.split, self.settings, self.train, self.codec = spec, split, settings, train, codec
+        self.frames = spec.input.frames
+        self.sampling = spec.input.sampling
+        self.params = spec.input.params
+        self.layout = get_layout(split.layout)
+        self.pipeline: Compose = build_transforms(transforms if transforms is not None else [])
+        self.flip_test = (not train and self.sampling == "consecutive" and bool(spec.options.get("flip_test")))
+        self.items = self._items()
+        if not self.items:
+            raise ConfigError(f"task {spec.name!r}: no usable {'training' if train else 'evaluation'} example in "
+                              f"split {split.split!r} of {split.path} ({self._why_empty()})")
+
+    # ---- items ---------------------------------------------------------------------------------------------------
+    def _clip_frames(self) -> tuple[int, int]:
+        return int(self.params["observed_frames"]), int(self.spec.output.frames)
+
+    def _why_empty(self) -> str:
+        if self.sampling == "observed_window":
+            obs, k = self._clip_frames()
+            return f"every sequence is shorter than observed_frames + K = {obs + k} frames"
+        return "no sample"
+
+    def _items(self) -> list[tuple]:
+        n_seq = len(self.split)
+        lengths = [self.split.num_frames(i) for i in range(n_seq)]
+        if self.sampling == "observed_window":
+            obs, k = self._clip_frames()
+            usable = [i for i in range(n_seq) if lengths[i] >= obs + k]
+            if self.train:
+                return [(i,) for i in usable]
+            out = []
+            for i in usable:
+                last = lengths[i] - obs - k
+                starts = np.unique(np.linspace(0, last, self.settings["eval_windows"]).round().astype(int))
+                out += [(i, int(s)) for s in starts]
+            return self._capped(out)
+        if self.train:
+            return [(i,) for i in range(n_seq)]
+        if self.sampling == "observed_prefix":
+            ratios = self.settings.get("eval_obs_ratios") or self.spec.options["obs_ratios"]
+            return self._capped([(i, float(r)) for r in ratios for i in range(n_seq)])
+        if self.sampling == "consecutive":
+            stride = self.settings["eval_frame_stride"]
+            return self._capped([(i, t) for i in range(n_seq) for t in range(0, lengths[i], stride)])
+        if self.sampling == "sliding_window":
+            window, hop = int(self.params["window"]), int(self.params["hop"])
+            return self._capped([(i, s) for i in range(n_seq) for s in window_starts(lengths[i], window, hop)])
+        return self._capped([(i,) for i in range(n_seq)])
+
+    def _capped(self, items: list) -> list:
+        cap = self.settings.get("max_eval_items")
+        return items[:cap] if cap else items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    # ---- one example -------------------------------------------------------------------------------------------------
+    def _transform(self, keypoint: np.ndarray, sample: dict, rng, score=None) -> np.ndarray:
+        if not self.pipeline.transforms:
+            return keypoint
+        view = {"keypoint": keypoint, "layout": self.split.layout, "sample_id": str(sample.get("sample_id", ""))}
+        if score is not None:
+            view["keypoint_score"] = score
+        if sample.get("img_shape") is not None:
+            view["img_shape"] = [int(v) for v in np.asarray(sample["img_shape"])]
+        return self.pipeline(view, rng)["keypoint"]
+
+    def example(self, item_index: int, rng: np.random.Generator | None) -> dict:
+        item = self.items[item_index]
+        seq = item[0]
+        sample = self.split.sample(seq)
+        keypoint = np.asarray(sample["keypoint"], np.float32)
+        label = int(sample["label"]) if "label" in sample else -1
+        out = {"item": item_index, "sequence": seq, "label": label}
+        handler = getattr(self, f"_{self.sampling}")
+        out.update(handler(item, sample, keypoint, rng))
+        return out
+
+    def _whole_sequence(self, item, sample, keypoint, rng):
+        pose = self._transform(resize_frames(keypoint, self.frames), sample, rng)
+        return {"pose": pose, **self._action_target(sample)}
+
+    def _observed_prefix(self, item, sample, keypoint, rng):
+        if self.train:
+            ratio = self.settings["train_obs_ratio"]
+            if ratio == "random":
+                ratio = float(rng.choice(self.spec.options["obs_ratios"]))
+        else:
+            ratio = item[1]
+        n_obs = observed_frame_count(len(keypoint), ratio, self.spec.options.get("obs_rounding", "ceil"))
+        pose = self._transform(resize_frames(keypoint[:n_obs], self.frames), sample, rng)
+        return {"pose": pose, "ratio": np.float32(ratio), **self._action_target(sample)}
+
+    def _action_target(self, sample) -> dict:
+        if self.codec is None:
+            return {}
+        return {"target": self.codec.encode(int(sample["label"]))}
+
+    def consecutive_window(self, keypoint: np.ndarray, centre: int) -> np.ndarray:
+        """T frames around ``centre`` (frame T//2 of the window), stride and border rule of the task."""
+        n = len(keypoint)
+        offsets = (np.arange(self.frames) - self.frames // 2) * int(self.params.get("stride", 1))
+        index = centre + offsets
+        if self.params.get("border", "edge") == "zero":
+            window = keypoint[np.clip(index, 0, n - 1)].copy()
+            window[(index < 0) | (index >= n)] = 0
+            return window
+        return keypoint[np.clip(index, 0, n - 1)]
+
+    def root_relative(self, positions: np.ndarray) -> np.ndarray:
+        """(..., V, 3) -> the same minus the layout's root joint (root = 0), float64 metres."""
+        positions = np.asarray(positions, np.float64)
+        return positions - positions[..., self.layout.root : self.layout.root + 1, :]
+
+    def pose_target(self, seq: int, sample: dict, frame: int) -> np.ndarray:
+        """(1, V, 3) root-relative 3D of person 1 at ``frame``."""
+        return self.root_relative(self.split.keypoint_3d(seq, sample)[frame, 0])[None]
+
+    def _consecutive(self, item, sample, keypoint, rng):
+        seq = item[0]
+        frame = int(rng.integers(len(keypoint))) if self.train else int(item[1])
+        score = sample.get("keypoint_score")
+        window = self.consecutive_window(keypoint, frame)
+        window_score = None if score is None else self.consecutive_window(np.asarray(score, np.float32), frame)
+        pose = self._transform(window, sample, rng, window_score)
+        coords = self.pose_target(seq, sample, frame)
+        out = {"pose": pose, "coords": coords.astype(np.float32), "frame": frame}
+        if self.codec is not None:
+            out["target"] = self.codec.encode(coords)
+        if self.flip_test:
+            flipped = Flip()({"keypoint": pose, "layout": self.split.layout})["keypoint"]
+            out["pose_flip"] = flipped
+        return out
+
+    def motion_clip(self, keypoint: np.ndarray, start: int, sample: dict, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Transformed clip of observed + K frames -> (input (T, M, V, C), residuals (K, V, 3) of person 1)."""
+        obs, k = self._clip_frames()
+        clip = self._transform(keypoint[start : start + obs + k], sample, rng)
+        observed, future = clip[:obs], clip[obs:]
+        residuals = np.asarray(future[:, 0], np.float64) - np.asarray(observed[-1, 0], np.float64)
+        return resize_frames(observed, self.frames), residuals
+
+    def _observed_window(self, item, sample, keypoint, rng):
+        obs, k = self._clip_frames()
+        start = int(rng.integers(len(keypoint) - obs - k + 1)) if self.train else int(item[1])
+        pose, residuals = self.motion_clip(keypoint, start, sample, rng)
+        out = {"pose": pose, "coords": residuals.astype(np.float32), "window_start": start}
+        if self.codec is not None:
+            out["target"] = self.codec.encode(residuals)
+        return out
+
+    def _sliding_window(self, item, sample, keypoint, rng):
+        window, n = int(self.params["window"]), len(keypoint)
+        start = int(rng.integers(max(n - window, 0) + 1)) if self.train else int(item[1])
+        raw = np.zeros((window,) + keypoint.shape[1:], np.float32)
+        part = keypoint[start : start + window]
+        raw[: len(part)] = part
+        pose = self._transform(resize_frames(raw, self.frames), sample, rng)
+        out = {"pose": pose, "window_start": start}
+        if self.codec is not None:
+            segments = sample.get("segments")
+            rows = window_targets(_segment_dicts(segments), start, window,
+                                  float(self.spec.options.get("min_inside_fraction", 0.5)))
+            out["target"] = self.codec.encode(rows)
+        return out
+
+    # ---- continuous targets for coordinate ranges ------------------------------------------------------------------
+    def range_values(self, seed: int) -> np.ndarray:
+        """(N, A) continuous targets of the training items spread over the split (ranges from percentiles)."""
+        values = []
+        rng = np.random.default_rng([seed, 7919])
+        if self.sampling == "consecutive":
+            for seq in range(len(self.split)):
+                sample = self.split.sample(seq)
+                values.append(self.root_relative(self.split.keypoint_3d(seq, sample)[:, 0]).reshape(-1, 3))
+        elif self.sampling == "observed_window":
+            obs, k = self._clip_frames()
+            windows = [(seq, s) for (seq,) in self.items
+                       for s in range(self.split.num_frames(seq) - obs - k + 1)]
+            if len(windows) > MAX_RANGE_ITEMS:
+                windows = [windows[i] for i in np.linspace(0, len(windows) - 1, MAX_RANGE_ITEMS).astype(int)]
+            cache = {}
+            for seq, start in windows:
+                if seq not in cache:
+                    cache = {seq: self.split.sample(seq)}
+                sample = cache[seq]
+                _, residuals = self.motion_clip(np.asarray(sample["keypoint"], np.float32), start, sample, rng)
+                values.append(residuals.reshape(-1, 3))
+        else:
+            raise ConfigError(f"task {self.spec.name!r}: no coordinate targets for sampling {self.sampling!r}")
+        return np.concatenate(values)
+
+
+def _segment_dicts(segments) -> list[dict]:
+    if segments is None:
+        return []
+    return [{k: int(np.asarray(v)) for k, v in dict(s).items()} for s in segments]
+
+
+def video_segments(split: SplitData) -> list[list[dict]]:
+    """Ground-truth segments of every sequence of a split, [{label, start, end}] (sequence frames)."""
+    return [_segment_dicts(s) for s in split.dataset["segments"]]
+
+
+def resolve_coordinate_ranges(spec: TaskSpec, examples: TaskExamples, seed: int) -> tuple[TaskSpec, dict]:
+    """For ``output.range_mode: percentiles`` tasks: per-axis ranges from the training targets at the task's
+    percentiles, written into a copy of the spec as fixed ranges. Returns (spec, ranges); other specs unchanged."""
+    if spec.output.grammar != "coordinates" or spec.output.range_mode != "percentiles":
+        return spec, dict(spec.output.ranges)
+    values = examples.range_values(seed)
+    ranges = ranges_from_percentiles(values, spec.output.axes, spec.output.range_percentiles)
+    resolved = spec.with_overrides({"output": {"ranges": {a: list(r) for a, r in ranges.items()},
+                                               "range_mode": "fixed"}},
+                                   f"{spec.path} (ranges from training percentiles)")
+    return resolved, ranges
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# torch side: dataset with per-(epoch, item) generators, samplers, collate
+
+
+class TaskDataset:
+    """``torch.utils.data.Dataset`` over a :class:`TaskExamples`: item i of epoch e draws from
+    ``np.random.default_rng([seed, task_index, e, i])``. Call :meth:`set_epoch` before each epoch (workers copy
+    the dataset when their iterator starts)."""
+
+    def __init__(self, examples: TaskExamples, seed: int, task_index: int):
+        self.examples, self.seed, self.task_index = examples, int(seed), int(task_index)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.task_index, self.epoch, int(index)])
+        return self.examples.example(int(index), rng)
+
+
+class EpochSampler:
+    """Deterministic order: a permutation drawn from ``(seed, task_index, epoch)`` when ``shuffle``, else 0..n-1.
+    The same on every process (Accelerate shards the batches)."""
+
+    def __init__(self, length: int, seed: int, task_index: int, shuffle: bool):
+        self.length, self.seed, self.task_index, self.shuffle = int(length), int(seed), int(task_index), shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.length))
+        order = np.random.default_rng([self.seed, self.task_index, self.epoch, 104729]).permutation(self.length)
+        return iter(order.tolist())
+
+
+class Collate:
+    """Examples of one task -> a batch of torch tensors.
+
+    ``pose`` (N, T, M, V, C) float32; ``labels`` (N, L) int64 target tokens then PAD (L = the codec's fixed length,
+    so every batch of a task has one shape; the model builds [BOS] + labels[:, :-1] and the weights itself); every
+    other numeric field stacked as a tensor (``item``, ``label``, ``coords`` ...)."""
+
+    def __init__(self, length: int, pad_id: int = 0):
+        self.length, self.pad_id = int(length), int(pad_id)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        batch = {"pose": torch.from_numpy(np.stack([e["pose"] for e in examples]).astype(np.float32))}
+        if "target" in examples[0]:
+            labels = np.full((len(examples), self.length), self.pad_id, dtype=np.int64)
+            for row, example in enumerate(examples):
+                labels[row, : len(example["target"])] = example["target"]
+            batch["labels"] = torch.from_numpy(labels)
+        for key in examples[0]:
+            if key in ("pose", "target"):
+                continue
+            values = np.stack([np.asarray(e[key]) for e in examples])
+            if values.dtype == np.float64:
+                values = values.astype(np.float32)
+            batch[key] = torch.from_numpy(values)
+        return batch
+
+
+def make_codec(spec: TaskSpec, vocab, label_set: str | None, layout: str):
+    return build_codec(spec, vocab, label_set=label_set, layout=layout)
