@@ -3,6 +3,7 @@
     python train.py --config configs/demo.yaml [--key value ...] [--resume_from_checkpoint auto|PATH] [--overwrite]
     accelerate launch --multi_gpu --num_processes 2 train.py --config configs/X.yaml     # several processes
     python train.py --config configs/X.yaml --eval-only [--model DIR]                     # score a saved model
+    python train.py --config configs/pretrain_demo.yaml [--stage pretrain]                # USDRL pretraining
     python -m ups_toolkit.evaluate --model DIR --config configs/X.yaml [--out metrics.json]
 
 Any ``--section.key value`` pair overrides the config (``--optim.lr 3e-4``, ``--training.steps 20``,
@@ -37,6 +38,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an unfinished run in output_dir")
     parser.add_argument("--eval-only", action="store_true", help="score a saved model instead of training")
     parser.add_argument("--model", help="with --eval-only: the saved model (default: <output_dir>/model)")
+    parser.add_argument("--stage", choices=("supervised", "pretrain"),
+                        help="pretrain: USDRL self-supervised pretraining of the encoder (default: the config's "
+                             "`stage` key, else supervised)")
     return parser
 
 
@@ -66,9 +70,20 @@ def train_main(argv=None) -> int:
     args, rest = train_parser().parse_known_args(argv)
 
     def go():
-        from .config import load_config
+        from ..pretraining.config import is_pretrain_config, load_pretrain_config
+        from .config import load_config, parse_overrides
 
-        config = load_config(args.config, rest)
+        overrides = parse_overrides(rest) + ([("stage", args.stage)] if args.stage else [])
+        if is_pretrain_config(args.config, overrides):
+            if args.eval_only or args.model:
+                raise ConfigError("--eval-only / --model score UPS models; evaluate a pretrained encoder with "
+                                  "python -m ups_toolkit.pretraining.evaluate linear|knn|semi")
+            from ..pretraining.trainer import pretrain
+
+            config = load_pretrain_config(args.config, overrides)
+            pretrain(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet)
+            return
+        config = load_config(args.config, overrides)
         if args.eval_only:
             model = Path(args.model) if args.model else config.output_dir / "model"
             evaluate_saved_model(config, model, quiet=args.quiet, out=config.output_dir / "eval_metrics.json")

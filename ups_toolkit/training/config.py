@@ -197,6 +197,7 @@ TASK_SCHEMA = {
 }
 
 SCHEMA = {
+    "stage": Leaf(_choice("supervised"), "supervised", "pretrain configs: ups_toolkit.pretraining.config"),
     "seed": Leaf(_int(0), 0),
     "output_dir": Leaf(_str(), "runs/{config_name}"),
     "synthetic": {
@@ -694,6 +695,13 @@ def check_model_section(config: ExperimentConfig) -> None:
                                                                        "task_specs"}
     for key in model:
         if key == "encoder":
+            continue
+        if key == "encoder_init":
+            init = model[key]
+            if init is not None and (not isinstance(init, str) or not Path(init).is_file()):
+                raise w.error("model.encoder_init", f"expected an encoder file (a pretraining run's "
+                                                    f"encoder.safetensors or a released USDRL checkpoint), "
+                                                    f"got {init!r}: no such file")
             continue
         if key not in allowed:
             raise w.error(f"model.{key}", f"unknown key (UPSConfig fields: {', '.join(sorted(allowed))})")

@@ -153,6 +153,7 @@ def build_model_config(config: ExperimentConfig, states: list[TaskState], text_s
     from ..skeleton import get_layout
 
     model = dict(config["model"])
+    model.pop("encoder_init", None)  # weights, not shape: build_model loads them
     encoder = dict(model.pop("encoder", {}) or {})
     layouts, persons = encoder_layouts(states)
     encoder.setdefault("layouts", layouts)
@@ -177,4 +178,34 @@ def build_model_config(config: ExperimentConfig, states: list[TaskState], text_s
 def build_model(config: ExperimentConfig, states: list[TaskState], vocab, table, text_source: str):
     from ..models.modeling_ups import UPSForSeq2Seq
 
-    return UPSForSeq2Seq(build_model_config(config, states, text_source), vocabulary=vocab, text_embeddings=table)
+    model = UPSForSeq2Seq(build_model_config(config, states, text_source), vocabulary=vocab, text_embeddings=table)
+    init = config["model"].get("encoder_init")
+    if init:
+        init_encoder(model.encoder.dste, init, states)
+    return model
+
+
+def init_encoder(dste, path, states: list[TaskState]) -> str:
+    """``model.encoder_init``: start the DSTE from a pretraining export (``encoder.safetensors``, by its metadata) or
+    from a released USDRL checkpoint (mapped by :mod:`~ups_toolkit.models.usdrl_weights` into the layout of the
+    first NTU-25 dataset, else the first layout). Routed encoders get the weights in every block. Files whose keys
+    or shapes do not fit raise DataFormatError naming the file. Returns what was loaded, for the log."""
+    from safetensors import safe_open
+
+    from ..pretraining.model import ENCODER_FORMAT, load_encoder_weights
+
+    is_export = False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            is_export = (f.metadata() or {}).get("format") == ENCODER_FORMAT
+    except Exception:  # not safetensors: a torch checkpoint of the reference code
+        is_export = False
+    if is_export:
+        report = load_encoder_weights(dste, path)
+        return f"{path}: {len(report.loaded)} encoder tensors from a pretraining export"
+    from ..models.usdrl_weights import load_usdrl_weights
+
+    layouts = list(dste.config.layouts)
+    layout = "ntu25" if "ntu25" in layouts else layouts[0]
+    report = load_usdrl_weights(dste, path, layout=layout)
+    return f"{path}: {len(report.loaded)} encoder tensors from a USDRL checkpoint (layout {layout})"
