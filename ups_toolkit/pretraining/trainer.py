@@ -23,13 +23,12 @@ MetricsLog`), the training-curve PNG, the synthetic demo data. Specific to pretr
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import ConfigError
-from ..training.checkpoint import read_trainer_state, resolve_checkpoint, save_checkpoint
+from ..training.checkpoint import claim_output_dir, read_trainer_state, resolve_checkpoint, save_checkpoint
 from ..training.config import ExperimentConfig
 
 ENCODER_FILE = "encoder.safetensors"
@@ -104,7 +103,7 @@ class PretrainTrainer:
         config, out = self.config, self.config.output_dir
         training = config["training"]
         self.checkpoint = resolve_checkpoint(resume, out)
-        self._claim_output_dir(overwrite)
+        claim_output_dir(self.config.output_dir, RUN_OUTPUTS, resuming=self.checkpoint is not None, overwrite=overwrite)
         self.accelerator = accelerator = make_accelerator(config)
         expected = training["expect_processes"]
         if expected is not None and accelerator.num_processes != expected:
@@ -176,30 +175,6 @@ class PretrainTrainer:
                  f"{model.num_parameters():,}; {len(samples)} samples of layout {self.layout}; "
                  f"{self.steps_per_epoch} steps per epoch, {self.total_steps} steps; processes "
                  f"{accelerator.num_processes} ({accelerator.distributed_type}); device {accelerator.device}")
-
-    def _claim_output_dir(self, overwrite: bool) -> None:
-        """A fresh start owns output_dir (as the supervised loop): outputs of an earlier finished run are removed;
-        an unfinished one is kept unless ``overwrite`` (it may be resumed)."""
-        import os
-
-        out = self.config.output_dir
-        if self.checkpoint is not None:
-            return
-        if (out / "checkpoints" / "latest").is_file() and not overwrite:
-            try:
-                finished = read_trainer_state(resolve_checkpoint(str(out), out)).get("finished", False)
-            except (ConfigError, OSError, ValueError):
-                finished = False
-            if not finished:
-                raise ConfigError(f"{out} holds an unfinished run: pass --resume_from_checkpoint auto to continue "
-                                  f"it, or --overwrite to start again")
-        if int(os.environ.get("RANK", "0")) == 0:
-            for name in RUN_OUTPUTS:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
 
     # ---- loop ----------------------------------------------------------------------------------------------------
     def next_batch(self) -> dict:

@@ -105,3 +105,29 @@ def _latest(root: Path) -> Path:
 
 def read_trainer_state(path: str | Path) -> dict:
     return json.loads((Path(path) / STATE_FILE).read_text())
+
+
+def claim_output_dir(out: Path, run_outputs, *, resuming: bool, overwrite: bool) -> None:
+    """Prepare ``out`` for a fresh run (supervised or pretraining).
+
+    A fresh start owns ``out``: the outputs of an earlier finished run (``run_outputs``, names inside ``out``) are
+    removed, anything else (the synthetic data, say) stays. An unfinished earlier run is kept unless ``overwrite``:
+    it may be resumed. Nothing happens when ``resuming``.
+    """
+    if resuming:
+        return
+    if (out / "checkpoints" / "latest").is_file() and not overwrite:
+        try:
+            finished = read_trainer_state(resolve_checkpoint(str(out), out)).get("finished", False)
+        except (ConfigError, OSError, ValueError):
+            finished = False
+        if not finished:
+            raise ConfigError(f"{out} holds an unfinished run: pass --resume_from_checkpoint auto to continue "
+                              f"it, or --overwrite to start again")
+    if int(os.environ.get("RANK", "0")) == 0:  # before the Accelerator exists: only the first process deletes
+        for name in run_outputs:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()

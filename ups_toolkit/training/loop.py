@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, replace_directory
 from ..errors import ConfigError
-from .checkpoint import read_trainer_state, resolve_checkpoint, save_checkpoint
+from .checkpoint import claim_output_dir, read_trainer_state, resolve_checkpoint, save_checkpoint
 from .config import ExperimentConfig, check_model_section
 
 NO_DECAY_NAMES = ("spatial_pe", "positions", "stream_embedding", "residual", "block_embeddings", "task_embeddings",
@@ -180,7 +180,7 @@ class Trainer:
         check_model_section(config)
         out = config.output_dir
         self.checkpoint = resolve_checkpoint(resume, out)
-        self._claim_output_dir(resume, overwrite)
+        claim_output_dir(self.config.output_dir, RUN_OUTPUTS, resuming=self.checkpoint is not None, overwrite=overwrite)
         self.accelerator = accelerator = make_accelerator(config)
         expected = config["training"]["expect_processes"]
         if expected is not None and accelerator.num_processes != expected:
@@ -220,30 +220,6 @@ class Trainer:
         n_params = sum(p.numel() for p in model.parameters())
         self.say(f"model: {n_params:,} parameters; vocabulary {len(self.vocab)} tokens; processes "
                  f"{accelerator.num_processes} ({accelerator.distributed_type}); device {accelerator.device}")
-
-    def _claim_output_dir(self, resume, overwrite) -> None:
-        """A fresh start owns output_dir: the outputs of an earlier run there are removed (the synthetic data and
-        anything else stay). An unfinished earlier run is kept unless ``overwrite``: it may be resumed."""
-        import os
-
-        out = self.config.output_dir
-        if self.checkpoint is not None:
-            return
-        if (out / "checkpoints" / "latest").is_file() and not overwrite:
-            try:
-                finished = read_trainer_state(resolve_checkpoint(str(out), out)).get("finished", False)
-            except (ConfigError, OSError, ValueError):
-                finished = False
-            if not finished:
-                raise ConfigError(f"{out} holds an unfinished run: pass --resume_from_checkpoint auto to continue "
-                                  f"it, or --overwrite to start again")
-        if int(os.environ.get("RANK", "0")) == 0:  # before the Accelerator exists: only the first process deletes
-            for name in RUN_OUTPUTS:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
 
     def _loaders(self):
         import torch
