@@ -28,9 +28,6 @@ def run_dir(tmp_path_factory):
 
     from ups_toolkit.tokenization import build_vocabulary
 
-    import os  # DEV-ONLY-REMOVE
-    if os.environ.get("DEV_INFER_RUN"):  # DEV-ONLY-REMOVE
-        return __import__("pathlib").Path(os.environ["DEV_INFER_RUN"])  # DEV-ONLY-REMOVE
     root = tmp_path_factory.mktemp("infer")
     encoder = build_tiny_roberta(root / "text_encoder", [p for p in build_vocabulary().prompts if p is not None])
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
