@@ -108,15 +108,19 @@ def test_plain_arrays_give_the_same_answer_as_the_prepared_dataset(run_dir, tmp_
     keypoint = np.asarray(sample["keypoint"])
     np.save(tmp_path / "clip.npy", keypoint)
     (tmp_path / "clip.json").write_text(json.dumps({"keypoint": keypoint.tolist()}))
+    (tmp_path / "folder").mkdir()
+    np.savez(tmp_path / "folder" / "clip.npz", keypoint=keypoint, label="squat")
     runs = {}
     for name, extra in (("prepared", ["--input", run_dir / "data" / "ntu25_3d", "--split", "test", "--limit", 1]),
-                        ("arrays", ["--input", tmp_path / "clip.npy", tmp_path / "clip.json", "--layout", "ntu25"])):
+                        ("arrays", ["--input", tmp_path / "clip.npy", tmp_path / "clip.json", "--layout", "ntu25"]),
+                        ("converter", ["--input", tmp_path / "folder", "--format", "arrays", "--layout", "ntu25",
+                                       "--class-names", "synthetic"])):
         code, _, err = infer(capsys, "--task", "action_recognition_3d", "--model", run_dir / "model", *extra,
                              "--out", tmp_path / name, "--top-k", 3)
         assert code == 0, err
         runs[name] = results(tmp_path / name)["results"]
-    assert len(runs["arrays"]) == 2
-    for record in runs["arrays"]:
+    assert len(runs["arrays"]) == 2 and runs["converter"][0]["ground_truth"] == "squat"
+    for record in runs["arrays"] + runs["converter"]:
         assert record["top_k"] == pytest.approx(runs["prepared"][0]["top_k"], abs=1e-5)
 
 
@@ -304,7 +308,8 @@ def test_errors_are_one_clear_line(run_dir, tmp_path):
     truncated, garbled = _bad_model_folders(run_dir, tmp_path)
     model, clip = run_dir / "model", tmp_path / "nan.npy"
     cases = [
-        (["--task", "jump_around", "--model", model, "--input", clip, "--layout", "ntu25"], "unknown task 'jump_around'"),
+        (["--task", "jump_around", "--model", model, "--input", clip, "--layout", "ntu25"],
+         "unknown task 'jump_around'"),
         (["--task", "action_recognition_2d", "--model", model, "--input", clip, "--layout", "ntu25"],
          "was not trained for task 'action_recognition_2d'"),
         (["--task", "action_recognition_3d", "--model", model, "--input", tmp_path / "penn.npy", "--layout", "penn13"],
@@ -314,7 +319,8 @@ def test_errors_are_one_clear_line(run_dir, tmp_path):
         (["--task", "action_recognition_3d", "--model", model, "--input", clip, "--layout", "ntu25"], "NaN"),
         (["--task", "action_recognition_3d", "--model", tmp_path / "nowhere", "--input", clip, "--layout", "ntu25"],
          "no such folder"),
-        (["--task", "action_recognition_3d", "--model", garbled, "--input", clip, "--layout", "ntu25"], "not valid JSON"),
+        (["--task", "action_recognition_3d", "--model", garbled, "--input", clip, "--layout", "ntu25"],
+         "not valid JSON"),
         (["--task", "action_recognition_3d", "--model", truncated, "--input", tmp_path / "ok.npy", "--layout", "ntu25"],
          "truncated"),
     ]

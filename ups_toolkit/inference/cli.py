@@ -5,7 +5,7 @@
     python infer.py --task pose_estimation_2d3d --model DIR --input PREPARED_2D --split test --img-shape 1080 1920
     python infer.py --task motion_prediction --model DIR --input walk.json --layout h36m17
     python infer.py --task temporal_action_detection --model DIR --input long.npy --layout ntu25
-    python infer.py --task retrieval --model DIR --input query.npy --layout ntu25 --gallery PREPARED --gallery-split train
+    python infer.py --task retrieval --model DIR --input query.npy --layout ntu25 --gallery PREPARED
     python infer.py --task action_recognition_3d --model DIR --input S001C001P001R001A001.skeleton --format ntu-skeleton
 
 Inputs are plain keypoint arrays (.npy / .npz / .json, T x V x C or T x M x V x C, joints in the order of
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infer.py", description=__doc__.split("\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:11]) + "\nWith --format, that converter's own options are accepted too.")
+        epilog="examples:\n" + "\n".join(__doc__.split("\n")[2:]).strip("\n"))
     parser.add_argument("--task", required=True, help="task name (a file in tasks/, e.g. action_recognition_3d)")
     parser.add_argument("--model", required=True, help="a saved model folder (train.py's <output_dir>/model)")
     parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-figures", type=int, default=8, help="pictures for at most this many inputs (default 8)")
     run.add_argument("--batch-size", type=int, default=128, help="sequences or windows decoded together (default 128)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    run.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's; 1 is faster on a CPU "
+                                                 "that other jobs keep busy)")
     run.add_argument("--quiet", action="store_true", help="no summary on the terminal")
     return parser
 
@@ -89,8 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _check_options(args, spec_sampling: str, task: str, model_task: str) -> None:
     if args.visualize and not args.out:
         raise ConfigError("--visualize writes pictures into --out DIR: give --out")
-    if args.top_k < 1 or args.batch_size < 1 or args.max_figures < 0:
-        raise ConfigError("--top-k and --batch-size must be at least 1, --max-figures at least 0")
+    if args.top_k < 1 or args.batch_size < 1 or args.max_figures < 0 or (args.threads is not None and args.threads < 1):
+        raise ConfigError("--top-k, --batch-size and --threads must be at least 1, --max-figures at least 0")
     if args.observe is not None:
         if spec_sampling != "observed_prefix":
             raise ConfigError(f"--observe is for early prediction (observed-prefix tasks), not {task!r}")
@@ -106,10 +108,13 @@ def _check_options(args, spec_sampling: str, task: str, model_task: str) -> None
         raise ConfigError(f"--gallery is for retrieval, not {task!r}")
 
 
-def load_model(path: Path, device: str):
+def load_model(path: Path, device: str, threads: int | None = None):
     """UPSForSeq2Seq.from_pretrained in eval mode on ``device``; a folder it cannot load is a ConfigError."""
     import torch
     from transformers.utils import logging as hf_logging
+
+    if threads:
+        torch.set_num_threads(threads)
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -158,7 +163,7 @@ def run(args) -> int:
         gallery = read_inputs([args.gallery], split=args.gallery_split or _default_gallery_split(args.gallery))
         gallery, _ = adapt_to_model(gallery, recipe, info.persons)
 
-    model, device = load_model(info.path, args.device)
+    model, device = load_model(info.path, args.device, args.threads)
     from .runner import Session, label_names, run_task
 
     session = Session(model, recipe, layout, device=device, top_k=args.top_k, batch_size=args.batch_size,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError
-from ..skeleton import get_layout, map_layout, mapping_matrix
+from ..skeleton import map_layout, mapping_matrix
 from ..training.task_data import SplitData, TaskExamples
 from .recipe import TaskRecipe
 
@@ -99,14 +99,6 @@ class InferenceExamples(TaskExamples):
             return [(i, int(start)) for i, start in enumerate(self.motion_starts)]
         return super()._items()
 
-    @property
-    def observed_frames(self) -> int:
-        return self._clip_frames()[0]
-
-    @property
-    def future_frames(self) -> int:
-        return self._clip_frames()[1]
-
     def motion_window(self, seq: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Person 1 of the transformed motion clip starting at ``start``: (observed (obs, V, 3), the frames after it
         that exist (K' <= K, V, 3)), in the space the model predicts in (after the task's transforms)."""
@@ -130,7 +122,3 @@ def motion_starts(samples: list[dict], observed: int, start: int | None) -> list
                                   sample=sample.get("sample_id"))
         out.append(first)
     return out
-
-
-def layout_joint_names(layout: str) -> list[str]:
-    return list(get_layout(layout).joint_names)

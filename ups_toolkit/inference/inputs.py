@@ -45,6 +45,8 @@ def read_inputs(paths: list[str], *, fmt: str | None = None, converter_options: 
     dict plus ``source`` (where it came from, for messages and the JSON) and ``class_names`` (the label names of its
     dataset, or None). ``indices`` / ``limit`` pick samples of the whole list (after reading)."""
     samples: list[dict] = []
+    # one prepared dataset (possibly large): pick the rows before decoding them
+    single_prepared = fmt is None and len(paths) == 1 and is_prepared_dataset(Path(paths[0]))
     for given in paths:
         path = Path(given)
         if not path.exists():
@@ -52,18 +54,14 @@ def read_inputs(paths: list[str], *, fmt: str | None = None, converter_options: 
         if fmt is not None:
             samples += _from_converter(path, fmt, converter_options or argparse.Namespace())
         elif is_prepared_dataset(path):
-            samples += _from_prepared(path, split)
+            samples += _from_prepared(path, split, indices if single_prepared else None,
+                                      limit if single_prepared else None)
         else:
             samples += _from_arrays(path, layout)
     if not samples:
         raise DataFormatError("no sample found in the input", file=", ".join(paths))
-    if indices:
-        bad = [i for i in indices if not 0 <= i < len(samples)]
-        if bad:
-            raise ConfigError(f"--index {bad[0]}: the input holds {len(samples)} samples (0..{len(samples) - 1})")
-        samples = [samples[i] for i in indices]
-    if limit is not None:
-        samples = samples[:limit]
+    if not single_prepared:
+        samples = _select(samples, len(samples), indices, limit)
     for sample in samples:
         if img_shape is not None:
             sample["img_shape"] = [int(v) for v in img_shape]
@@ -90,7 +88,18 @@ def _from_converter(path: Path, fmt: str, options: argparse.Namespace) -> list[d
     return out
 
 
-def _from_prepared(path: Path, split: str | None) -> list[dict]:
+def _select(items: list, count: int, indices: list[int] | None, limit: int | None) -> list:
+    """``items`` (or ``range(count)``) at ``indices`` (checked), then the first ``limit``."""
+    if indices:
+        bad = [i for i in indices if not 0 <= i < count]
+        if bad:
+            raise ConfigError(f"--index {bad[0]}: the input holds {count} samples (0..{count - 1})")
+        items = [items[i] for i in indices]
+    return items[:limit] if limit is not None else items
+
+
+def _from_prepared(path: Path, split: str | None, indices: list[int] | None = None,
+                   limit: int | None = None) -> list[dict]:
     from ..data.prepared import load_prepared
 
     dataset = load_prepared(path)
@@ -102,7 +111,7 @@ def _from_prepared(path: Path, split: str | None) -> list[dict]:
     label = part.features["label"]
     names = list(label.names) if hasattr(label, "names") else None
     out = []
-    for i in range(len(part)):
+    for i in _select(list(range(len(part))), len(part), indices, limit):
         row = part[i]
         sample = {
             "keypoint": np.asarray(row["keypoint"], np.float32),
@@ -111,6 +120,7 @@ def _from_prepared(path: Path, split: str | None) -> list[dict]:
             "fps": float(row["fps"]) if "fps" in row else 30.0,
             "sample_id": str(row.get("sample_id") or f"{split}-{i}"),
             "source": f"{path}:{split}",
+            "dataset_index": i,
             "class_names": names,
         }
         if row.get("keypoint_score") is not None:

@@ -162,11 +162,24 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
         chosen = spec.resolve_label_set(chosen)
     else:
         chosen = None
-    layouts, channels, notes = _trained_layouts(spec, info, settings)
+    layouts, channels, notes = _trained_layouts(spec, info, settings, _training_folder(run_config, data))
     return TaskRecipe(task, model_task, spec, list(transforms), chosen, layouts, channels, str(run_config), notes)
 
 
-def _trained_layouts(spec, info: ModelInfo, settings: dict) -> tuple[list[str], tuple[int, ...], list[str]]:
+def _training_folder(run_config: Path, data: dict) -> Path | None:
+    """The working folder train.py ran in, where the config's relative paths start: the run config sits in
+    ``output_dir``, so going up one level per component of a relative ``output_dir`` gets there."""
+    output_dir = Path(str(data.get("output_dir", "")))
+    if not output_dir.parts or output_dir.is_absolute():
+        return None
+    folder = run_config.resolve().parent
+    for _ in output_dir.parts:
+        folder = folder.parent
+    return folder
+
+
+def _trained_layouts(spec, info: ModelInfo, settings: dict,
+                     training_folder: Path | None) -> tuple[list[str], tuple[int, ...], list[str]]:
     """Layouts (preferred first) and channels the model saw for this task: those of the run's datasets when their
     metadata is still there, else every layout both the task and the encoder accept."""
     from ..training.config import describe_dataset
@@ -174,7 +187,10 @@ def _trained_layouts(spec, info: ModelInfo, settings: dict) -> tuple[list[str], 
     layouts, channels = [], []
     for ref in (settings.get("train"), settings.get("eval")):
         if isinstance(ref, dict) and ref.get("path"):
-            described = describe_dataset(ref["path"])
+            path = Path(ref["path"])
+            if not path.exists() and training_folder is not None and not path.is_absolute():
+                path = training_folder / path
+            described = describe_dataset(path)
             if described is not None and described.layout:
                 if described.layout not in layouts:
                     layouts.append(described.layout)

@@ -76,8 +76,9 @@ def summary_lines(header: dict, results) -> list[str]:
                          f"extent {extent:.2f} m{', flip-averaged' if rec['flip_test'] else ''})")
         elif rec.get("output") == "future":
             horizon = rec["horizons_ms"][-1]
-            line = (f"    observed frames {rec['observed_start']}..{rec['observed_start'] + rec['observed_frames'] - 1},"
-                    f" predicted {rec['future_frames']} future frames ({horizon:g} ms)")
+            last = rec["observed_start"] + rec["observed_frames"] - 1
+            line = (f"    observed frames {rec['observed_start']}..{last}, predicted {rec['future_frames']} future "
+                    f"frames ({horizon:g} ms)")
             if "mpjpe_mm" in rec:
                 line += (f"; error at the last known frame {rec['mpjpe_mm'][-1]:.1f} mm (zero-velocity "
                          f"{rec['zero_velocity_mpjpe_mm'][-1]:.1f} mm)")

@@ -22,19 +22,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..skeleton import get_layout
 from .examples import InferenceExamples, motion_starts
 from .recipe import TaskRecipe
 
 
 @dataclass
 class Result:
-    """One input sequence: ``record`` (JSON-ready), ``arrays`` (NPZ entries), ``figure`` (data for pictures)."""
+    """One input sequence: ``sample`` (in the model layout, ``original_keypoint`` as given), ``record`` (its entry of
+    results.json), ``arrays`` (its NPZ entries)."""
 
     index: int
     sample: dict
     record: dict
     arrays: dict = field(default_factory=dict)
-    figure: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -111,6 +112,8 @@ def _base_record(index: int, sample: dict, layout: str) -> dict:
     record = {"index": index, "sample_id": str(sample.get("sample_id", "")), "source": str(sample.get("source", "")),
               "frames": int(len(sample["keypoint"])), "layout": sample.get("layout_in", sample["layout"]),
               "model_layout": layout}
+    if "dataset_index" in sample:
+        record["dataset_index"] = int(sample["dataset_index"])
     truth = ground_truth_name(sample)
     if truth is not None:
         record["ground_truth"] = truth
@@ -123,6 +126,9 @@ def _base_record(index: int, sample: dict, layout: str) -> dict:
 
 def run_task(session: Session, samples: list[dict], *, observe=None, start: int | None = None,
              min_score: float = 0.0, gallery: list[dict] | None = None) -> list[Result]:
+    """One result per sample (all in the session's layout). ``observe``: early prediction's ratios (default the
+    task's); ``start``: motion prediction's first observed frame; ``min_score``: detection's threshold;
+    ``gallery``: retrieval's sequences to search."""
     spec = session.recipe.spec
     if session.recipe.task != session.recipe.model_task:
         return _retrieve(session, samples, gallery)
@@ -183,12 +189,12 @@ def _classify(session: Session, samples: list[dict], ratios: list[float] | None 
 
 def _lift(session: Session, samples: list[dict]) -> list[Result]:
     """2D -> 3D: one 64-frame window centred on every frame; the centre frame's 3D pose."""
+    import torch
+
     from ..training.evaluation import unflip
 
     examples = InferenceExamples(session.recipe, samples, session.layout)
     poses = {i: np.zeros((len(s["keypoint"]), s["keypoint"].shape[2], 3), np.float32) for i, s in enumerate(samples)}
-    import torch
-
     # with flip test-time augmentation (as evaluation reports it) a window and its mirror image decode together
     size = session.batch_size // 2 if examples.flip_test else session.batch_size
     for items, batch in _batches(session, examples, keys=("pose", "pose_flip"), size=max(1, size)):
@@ -204,8 +210,9 @@ def _lift(session: Session, samples: list[dict]) -> list[Result]:
     for i, sample in enumerate(samples):
         record = _base_record(i, sample, session.layout)
         record.update(output="pose_3d", shape=list(poses[i].shape), units="metres, root-relative (root joint = 0)",
-                      flip_test=bool(examples.flip_test), window_frames=examples.frames)
-        results.append(Result(i, sample, record, {"pose_3d": poses[i]}, {"pose_2d": sample["keypoint"][:, 0]}))
+                      joints=list(get_layout(session.layout).joint_names), flip_test=bool(examples.flip_test),
+                      window_frames=examples.frames)
+        results.append(Result(i, sample, record, {"pose_3d": poses[i]}))
     return results
 
 
@@ -237,7 +244,7 @@ def _forecast(session: Session, samples: list[dict], start: int | None) -> list[
             record["mpjpe_mm"] = [round(float(1000 * e), 2) for e in errors]
             record["zero_velocity_mpjpe_mm"] = [round(float(1000 * e), 2) for e in zero]
             arrays["ground_truth"] = after.astype(np.float32)
-        results.append(Result(i, sample, record, arrays, dict(arrays)))
+        results.append(Result(i, sample, record, arrays))
     return results
 
 

@@ -123,9 +123,12 @@ def plot_motion(observed: np.ndarray, future: np.ndarray, layout: str, out: str 
 
 
 def class_colours(names: list[str]) -> dict[str, tuple]:
+    """A distinct colour per class: tab10, then (beyond 10 classes) the light shades of tab20."""
     plt = pyplot()
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    if len(names) <= 10:
+        return {name: plt.get_cmap("tab10")(i) for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab20")
+    return {name: cmap((2 * i) % 20 + (2 * i // 20) % 2) for i, name in enumerate(names)}
 
 
 def _lanes(segments: list[dict]) -> list[int]:
