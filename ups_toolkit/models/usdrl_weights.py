@@ -170,10 +170,18 @@ def load_usdrl_weights(encoder, source, layout: str = "ntu25") -> LoadReport:
     ours = encoder.state_dict()
     not_ours = [k for k in ours if k.startswith("router.") or
                 (k.startswith("embeddings.") and not k.startswith(f"embeddings.{layout}."))]
-    missing = sorted(set(ours) - set(mapped) - set(not_ours))
-    unexpected = sorted(set(mapped) - set(ours))
-    shapes = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs encoder {tuple(ours[k].shape)}"
-              for k in sorted(set(mapped) & set(ours)) if mapped[k].shape != ours[k].shape]
+    check_state_dict_fits(mapped, ours, not_ours, what="checkpoint does not fit this DSTE", file=where)
+    encoder.load_state_dict(mapped, strict=False)
+    return LoadReport(loaded=sorted(mapped), kept_initialised=sorted(not_ours), head_keys=sorted(heads))
+
+
+def check_state_dict_fits(state: dict, ours: dict, exempt, *, what: str, file=None) -> None:
+    """Raise :class:`DataFormatError` ``"<what>: missing ...; unexpected ...; shape mismatches ..."`` unless every key
+    of ``ours`` except ``exempt`` is in ``state`` with the same shape and ``state`` has no other keys."""
+    missing = sorted(set(ours) - set(state) - set(exempt))
+    unexpected = sorted(set(state) - set(ours))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs encoder {tuple(ours[k].shape)}"
+              for k in sorted(set(state) & set(ours)) if state[k].shape != ours[k].shape]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} keys (first: {', '.join(missing[:5])})")
@@ -182,9 +190,7 @@ def load_usdrl_weights(encoder, source, layout: str = "ntu25") -> LoadReport:
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:3])})")
     if problems:
-        raise DataFormatError("checkpoint does not fit this DSTE: " + "; ".join(problems), file=where)
-    encoder.load_state_dict(mapped, strict=False)
-    return LoadReport(loaded=sorted(mapped), kept_initialised=sorted(not_ours), head_keys=sorted(heads))
+        raise DataFormatError(f"{what}: " + "; ".join(problems), file=file)
 
 
-__all__ = ["LoadReport", "load_usdrl_weights", "map_usdrl_state_dict", "read_usdrl_checkpoint", "strip_prefixes"]
+__all__ = ["LoadReport", "check_state_dict_fits", "load_usdrl_weights", "map_usdrl_state_dict", "read_usdrl_checkpoint", "strip_prefixes"]

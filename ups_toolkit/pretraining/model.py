@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, DataFormatError
 from ..models.dste import DSTE, DSTEConfig, DSTEOutput, stream_embedding
 from ..models.routing import expand_to_blocks
+from ..models.usdrl_weights import check_state_dict_fits
 from .losses import GRANULARITIES, MGFDLoss, MGFDOutput
 from .views import NUM_VIEWS, view_modalities
 
@@ -360,19 +361,7 @@ def load_encoder_weights(encoder: DSTE, path) -> EncoderLoadReport:
     state = {k: v for k, v in state.items() if k not in set(skipped)}
     not_in_file = sorted(k for k in ours if k.startswith("router.")
                          or (layout_of(k) is not None and layout_of(k) not in file_layouts))
-    missing = sorted(set(ours) - set(state) - set(not_in_file))
-    unexpected = sorted(set(state) - set(ours))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs encoder {tuple(ours[k].shape)}"
-              for k in sorted(set(state) & set(ours)) if state[k].shape != ours[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} keys (first: {', '.join(missing[:5])})")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys (first: {', '.join(unexpected[:5])})")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:3])})")
-    if problems:
-        raise DataFormatError("encoder weights do not fit this DSTE: " + "; ".join(problems), file=path)
+    check_state_dict_fits(state, ours, not_in_file, what="encoder weights do not fit this DSTE", file=path)
     encoder.load_state_dict(state, strict=False)
     return EncoderLoadReport(loaded=sorted(state), kept_initialised=not_in_file, skipped=skipped)
 
