@@ -59,7 +59,7 @@ def main() -> int:
         module = importlib.import_module(name)
         result = separate_result(bench, name)
         data = module.prepare(bench)
-        settings = module.task_settings(*data) if isinstance(data, tuple) else module.task_settings(data)
+        settings = module.task_settings(data)
         for task in BENCHMARKS[name]:
             tasks[task] = settings[task]
             steps[task] = result["tasks"][task]["steps"]

@@ -65,6 +65,7 @@ def test_a_config_is_found_by_name():
     (["--tasks.action_recognition_3d.overrides", "{output: {grammar: coordinates}}"],
      "tasks.action_recognition_3d.overrides", "output"),
     (["--training.best_metric", "top1"], "training.best_metric", "TASK/METRIC"),
+    (["--tasks.pose_estimation_2d3d.l1_weight", "-1"], "tasks.pose_estimation_2d3d.l1_weight", ">= 0"),
 ])
 def test_bad_settings_name_the_key(tmp_path, override, key, words):
     config = tiny_config(tmp_path)

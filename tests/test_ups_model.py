@@ -250,6 +250,25 @@ def test_coordinate_soft_argmax_matches_the_codec(model):
     assert np.allclose(got.detach().numpy(), expected, atol=1e-5)
 
 
+def test_time_expectation_l1_measures_the_soft_argmax_distance_in_window_fractions(model):
+    task = "temporal_action_detection"
+    n_bins, offset = model.task_spec(task).output.n_time_bins, model.vocabulary.time_offset
+    labels = torch.tensor([[offset + 10, offset + 30, model.vocabulary.eot_token(task)]])
+    logits = torch.zeros(1, 3, model.config.vocab_size)
+    logits[0, 0, offset + 10] = 60.0   # all mass on the target bin: distance 0
+    logits[0, 1, offset + 20] = 60.0   # all mass 10 bins early
+    logits[0, 1, offset - 1] = 500.0   # outside the temporal bins: ignored by the restricted soft-argmax
+    logits[0, 2, offset + 5] = 500.0   # a non-temporal target position: not counted
+    loss = model.time_expectation_l1(logits.requires_grad_(), labels, task)
+    assert float(loss) == pytest.approx((0 + 10 / n_bins) / 2, abs=1e-5)
+    # a gradient pushes the second position's mass towards bin 30
+    flat = torch.zeros(1, 3, model.config.vocab_size, requires_grad=True)
+    model.time_expectation_l1(flat, labels, task).backward()
+    assert float(flat.grad[0, 1, offset + 30]) < 0 < float(flat.grad[0, 1, offset + 200])
+    no_time = torch.tensor([[model.vocabulary.eot_token(task)] * 3])
+    assert float(model.time_expectation_l1(flat, no_time, task)) == 0.0
+
+
 @pytest.mark.parametrize("task", ["action_recognition_3d", "pose_estimation_2d3d", "temporal_action_detection"])
 def test_cached_decoding_equals_uncached_decoding(task):
     model = tiny_model(seed=2).eval()

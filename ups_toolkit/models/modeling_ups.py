@@ -519,6 +519,20 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         axis_logits = self._axis_logits(logits[:, : codec.n_values], codec)
         return codec.decode_expectation(axis_logits.float())
 
+    def time_expectation_l1(self, logits: torch.Tensor, labels: torch.LongTensor, task: str) -> torch.Tensor:
+        """Detection's ordinal loss: mean |E[b] - b*| / n_time_bins over the target positions that hold a temporal
+        token, with E[b] the soft-argmax of the logits restricted to the task's temporal bins (teacher forcing).
+        Cross-entropy alone treats bin 40 as just as wrong as bin 200 for a target of 41; this term gives the start
+        and end tokens a gradient towards the right part of the window. 0 when no position holds a temporal token."""
+        n_bins = self._decoder_task(task).output.n_time_bins
+        offset = self._vocab().time_offset
+        is_time = (labels >= offset) & (labels < offset + n_bins)
+        if not bool(is_time.any()):
+            return logits.new_zeros(())
+        probabilities = logits[is_time][:, offset: offset + n_bins].float().softmax(dim=-1)  # (P, n_bins)
+        expected = probabilities @ torch.arange(n_bins, device=logits.device, dtype=torch.float32)
+        return ((expected - (labels[is_time] - offset).float()).abs() / n_bins).mean()
+
     def _axis_logits(self, logits: torch.Tensor, codec) -> torch.Tensor:
         """(N, F·J·A, V) logits of the coordinate positions → (N, F, J, A, n_bins), each restricted to its axis."""
         n, frames, joints, axes = logits.shape[0], *codec.shape

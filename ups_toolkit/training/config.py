@@ -181,6 +181,8 @@ TASK_SCHEMA = {
     "label_set": Leaf(_str(nullable=True), None, "label set (default: the task's one matching the dataset)"),
     "weight": Leaf(_int(1), 1, "batches of this task per round-robin cycle"),
     "loss_weight": Leaf(_float(0.0), 1.0, "lambda_m, multiplies the task loss"),
+    "l1_weight": Leaf(_float(0.0, nullable=True), None, "this task's soft-argmax L1 weight (default: "
+                                                         "training.l1_weight)"),
     "batch_size": Leaf(_int(1), 16, "per process"),
     "eval_batch_size": Leaf(_int(1, nullable=True), None, "per process (default: evaluation.batch_size)"),
     "transforms": Leaf(lambda v, k, w: _transform_list(v, k, w) or [], [], "applied to the encoder input after temporal sampling"),
@@ -235,7 +237,8 @@ SCHEMA = {
         "num_workers": Leaf(_int(0), 0),
         "mixed_precision": Leaf(_choice("auto", "no", "bf16", "fp16"), "auto", "auto: bf16 on GPU, fp32 on CPU"),
         "cpu": Leaf(_bool, False, "force the CPU even when a GPU is present"),
-        "l1_weight": Leaf(_float(0.0), 0.0, "lambda of the L1 on soft-argmax coordinates (metres)"),
+        "l1_weight": Leaf(_float(0.0), 0.0, "lambda of the L1 on soft-argmax coordinates (metres) and "
+                                                    "detection times (fraction of the window)"),
         "expect_processes": Leaf(_int(1, nullable=True), None, "fail unless launched on this many processes (a "
                                                                "guard against launchers that silently run one)"),
         "best_metric": Leaf(_str(nullable=True), None, "TASK/METRIC ranking evaluations (default: the first "

@@ -278,7 +278,9 @@ class Trainer:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.set_routing_temperature(self.state.step, total_steps)
         accum = self.config["optim"]["grad_accum"]
-        l1_weight = self.config["training"]["l1_weight"]
+        l1_weight = state.settings["l1_weight"]
+        if l1_weight is None:
+            l1_weight = self.config["training"]["l1_weight"]
         layout = state.layout(train=True)
         total = 0.0
         for micro in range(accum):
@@ -292,6 +294,8 @@ class Trainer:
                 if l1_weight and state.grammar == "coordinates":
                     soft = unwrapped.coordinate_expectation(out.logits, name, layout)
                     loss = loss + l1_weight * (soft - batch["coords"].to(soft.dtype)).abs().mean()
+                elif l1_weight and state.grammar == "segments":
+                    loss = loss + l1_weight * unwrapped.time_expectation_l1(out.logits, batch["labels"], name)
                 accelerator.backward(state.settings["loss_weight"] * loss / accum)
             total += float(loss.detach()) / accum
         grad_norm = None
