@@ -38,10 +38,6 @@ import numpy as np
 
 import realdata
 
-# This process imports the toolkit itself (re-decoding, Euler baseline): make it this checkout's, not whatever
-# `pip install -e` points at.
-sys.path.insert(0, str(realdata.REPO))
-
 STEPS, QUICK_STEPS = 150, 20
 WINDOWS = 8  # evaluation windows per test file
 OBSERVED, FUTURE = 50, 10
