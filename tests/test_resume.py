@@ -54,6 +54,11 @@ def test_killed_run_resumes_to_identical_parameters(tmp_path):
              if json.loads(l)["kind"] == "train"]
     assert steps[-2:] == [6, 8]
 
+    # resuming the finished run trains nothing and keeps (and reports) its final metrics
+    again = run(train_cmd(killed, "--resume_from_checkpoint", "auto"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((run_dir / "final_metrics.json").read_text()) == straight_metrics
+
 
 def test_resume_needs_a_checkpoint(tmp_path):
     config = tiny_config(tmp_path, **SETTINGS)

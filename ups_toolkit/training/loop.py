@@ -340,7 +340,7 @@ class Trainer:
             saved = read_trainer_state(self.checkpoint)
             if saved["stage"] >= len(self.stages) or saved.get("finished"):
                 self.say(f"{self.checkpoint} is the end of a finished run: nothing to resume")
-                return {}
+                return self.finished_metrics()
             self.enter_stage(saved["stage"], fresh=False)
             accelerator.load_state(str(self.checkpoint))
             self.say(f"resumed from {self.checkpoint} (stage {self.stages[state.stage][0]}, step {state.step})")
@@ -376,6 +376,21 @@ class Trainer:
                     self.save()
             bar.close()
             final.update(self.finish_stage(name, tasks))
+        return final
+
+    def finished_metrics(self) -> dict:
+        """The final metrics of a finished run, from its log: the last evaluation of each stage, named as
+        :meth:`finish_stage` names them (so resuming a finished run reports, and keeps, what the run produced)."""
+        last = {}
+        path = self.config.output_dir / "metrics.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            record = json.loads(line)
+            if record.get("kind") == "eval":
+                last[record["stage"]] = record["metrics"]
+        final = {}
+        for name, _, _ in self.stages:
+            for task, metrics in last.get(name, {}).items():
+                final[task if name == "joint" else f"{task} ({name})"] = metrics
         return final
 
     def finish_stage(self, name: str, tasks: list[str]) -> dict:
