@@ -99,14 +99,18 @@ def disable_drop_path(ref, ours):
             module.p = 0.0
 
 
-def compare(reference, name: str, batch: int) -> bool:
-    ref, ours = build_pair(reference, name)
-    jt, js, pose = make_inputs(batch)
-
+def eval_outputs(ref, ours, jt, js, pose):
+    """Both encoders in eval mode on the same inputs: the reference's (temporal, spatial) and our DSTEOutput."""
     ref.eval(), ours.eval()
     with torch.no_grad():
         y_t, y_s = ref(jt, js)
-        out = ours(pose, "ntu25")
+        return y_t, y_s, ours(pose, "ntu25")
+
+
+def compare(reference, name: str, batch: int) -> bool:
+    ref, ours = build_pair(reference, name)
+    jt, js, pose = make_inputs(batch)
+    y_t, y_s, out = eval_outputs(ref, ours, jt, js, pose)
     pooled = torch.cat([y_t.amax(1), y_s.amax(1)], dim=-1)
     diffs = {
         "temporal": (out.temporal - y_t).abs().max().item(),

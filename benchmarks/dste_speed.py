@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under ``python -m benchmarks.dste_speed``
-from dste_fidelity import CONFIGS, build_pair, load_reference, make_inputs  # noqa: E402
+from dste_fidelity import CONFIGS, build_pair, eval_outputs, load_reference, make_inputs  # noqa: E402
 
 
 def training_step(model, inputs, weights) -> tuple[float, float]:
@@ -47,10 +47,7 @@ def training_step(model, inputs, weights) -> tuple[float, float]:
 def measure(reference, name: str, batch: int, repeats: int) -> float:
     ref, ours = build_pair(reference, name)
     jt, js, pose = make_inputs(batch)
-    ref.eval(), ours.eval()
-    with torch.no_grad():
-        y_t, y_s = ref(jt, js)
-        out = ours(pose, "ntu25")
+    y_t, y_s, out = eval_outputs(ref, ours, jt, js, pose)
     difference = max((out.temporal - y_t).abs().max().item(), (out.spatial - y_s).abs().max().item())
 
     ref.train(), ours.train()

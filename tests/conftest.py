@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,24 @@ def make_converter(format_name: str, src, *argv: str, split=None, skip_bad: bool
     options = parser.parse_args([str(a) for a in argv])
     options.split, options.to_layout, options.skip_bad = split, None, skip_bad
     return cls(src, options)
+
+
+@contextmanager
+def one_thread():
+    """One torch thread inside this process for a block (restored afterwards): tiny models gain nothing from a second
+    thread, and on a busy 2-core machine two threads waiting for each other made tests up to 100× slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """``pytestmark = pytest.mark.usefixtures("torch_one_thread")``: a whole test module on one torch thread."""
+    with one_thread():
+        yield

@@ -13,13 +13,7 @@ V, D_TEXT, D_ENC, D = 40, 12, 24, 32
 T, S = 8, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: thread synchronisation would cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny tensors: a second thread only adds contention
 
 
 def text_table(seed=0):

@@ -15,14 +15,7 @@ from ups_toolkit.models.usdrl_weights import load_usdrl_weights, map_usdrl_state
 from ups_toolkit.skeleton import get_layout, layout_names
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread; on a busy 2-core machine two threads waiting for each other
-    made these tests 100× slower (35 s instead of 0.2 s for the layout sweep)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny tensors: a second thread only adds contention
 
 def small_config(**changes):
     base = dict(d_model=32, num_heads=2, num_frames=8, drop_path=0.0)

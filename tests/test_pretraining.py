@@ -34,13 +34,7 @@ from ups_toolkit.skeleton.transforms import Resize, bone_features, build_transfo
 T = 16  # frames of the tiny encoders
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: a second thread only adds contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny tensors: a second thread only adds contention
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from conftest import REPO
+from conftest import REPO, one_thread  # noqa: F401  (re-exported for the training tests)
 
 _CACHE: dict = {}
 
@@ -123,19 +122,6 @@ def run(args: list, *, timeout: int = 600, env: dict | None = None) -> subproces
 
 def train_cmd(config: Path, *extra) -> list:
     return [sys.executable, "train.py", "--config", config, "--quiet", *extra]
-
-
-@contextmanager
-def one_thread():
-    """One torch thread inside this process for a block (restored afterwards), for in-process training runs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_weights(model_dir: Path) -> dict:
