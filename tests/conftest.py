@@ -26,6 +26,36 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+CORE_LIBRARIES = ("torch", "transformers", "datasets", "accelerate", "numpy", "safetensors", "tensorboard")
+
+
+def core_versions() -> dict[str, str]:
+    """{library: installed version} of Python and the libraries the toolkit is most sensitive to."""
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0]}
+    for name in CORE_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _versions_line() -> str:
+    return "versions: " + ", ".join(f"{name} {version}" for name, version in core_versions().items())
+
+
+def pytest_report_header(config):
+    """The header of a run (not shown with -q) names what it tests against."""
+    return _versions_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """So does the last line before the result, with -q too: a red run says which library versions it ran."""
+    terminalreporter.write_line(_versions_line())
+
+
 def real_data(name: str) -> Path:
     """Path of a real dataset folder in ../shared/data, or skip the test when it is not there."""
     path = SHARED_DATA / name

@@ -11,12 +11,13 @@ from training_helpers import environment, run, tiny_config
 TASKS = ("action_recognition_3d", "pose_estimation_2d3d", "temporal_action_detection")
 
 
-def launch(processes: int, *args, cpu: bool = False):
+def launch(processes: int, *args, cpu: bool = False, script=("-m", "ups_toolkit.train")):
+    """``accelerate launch ... -m ups_toolkit.train ARGS`` (the README's multi-process command), or ``script``."""
     from training_helpers import free_port
 
     flags = ["--cpu"] if cpu else ["--multi_gpu"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_processes", processes,
-           "--main_process_port", free_port(), "train.py", *args]
+           "--main_process_port", free_port(), *script, *args]
     # one thread per rank: two ranks share the two cores
     return run(cmd, env=environment(OMP_NUM_THREADS=1), timeout=900)
 
@@ -46,7 +47,7 @@ def test_two_cpu_processes_train_and_gather_the_same_metrics_as_one(tmp_path):
 
 def test_cpu_launcher_running_one_process_is_caught(tmp_path):
     config = tiny_config(tmp_path, training={"steps": 2, "expect_processes": 2})
-    result = launch(2, "--config", config, "--quiet", cpu=True)
+    result = launch(2, "--config", config, "--quiet", cpu=True, script=["train.py"])
     assert result.returncode != 0
     assert "key 'training.expect_processes': 2 processes expected, 1 running" in result.stderr, result.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -151,7 +151,7 @@ def test_kv_cache_matches_full_forward_and_computes_cross_attention_once():
         full = decoder(ids, temporal, spatial, mask)
         assert len(memory_calls) == 1
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        steps = [decoder(ids[:, p:p + 1], temporal, spatial, mask, past_key_values=cache) for p in range(ids.shape[1])]
+        steps = [decoder(ids[:, p:p + 1], temporal, spatial, mask, cache=cache) for p in range(ids.shape[1])]
     hook.remove()
     assert len(memory_calls) == 2  # the cached run built the memory once, at its first step
     assert cache.get_seq_length() == ids.shape[1]
@@ -167,8 +167,8 @@ def test_several_new_tokens_after_a_cached_prefix():
     with torch.no_grad():
         full = decoder(ids, temporal, spatial, mask)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        first = decoder(ids[:, :3], temporal, spatial, mask, past_key_values=cache)
-        rest = decoder(ids[:, 3:], temporal, spatial, mask, past_key_values=cache)
+        first = decoder(ids[:, :3], temporal, spatial, mask, cache=cache)
+        rest = decoder(ids[:, 3:], temporal, spatial, mask, cache=cache)
     assert torch.allclose(torch.cat([first, rest], 1), full, atol=1e-5)
 
 
@@ -179,6 +179,6 @@ def test_positions_beyond_the_longest_grammar_are_refused():
         decoder(tokens(length=7), temporal, spatial, mask)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     with torch.no_grad():
-        decoder(tokens(length=6), temporal, spatial, mask, past_key_values=cache)
+        decoder(tokens(length=6), temporal, spatial, mask, cache=cache)
         with pytest.raises(ConfigError, match="position 7"):
-            decoder(tokens(length=1), temporal, spatial, mask, past_key_values=cache)
+            decoder(tokens(length=1), temporal, spatial, mask, cache=cache)

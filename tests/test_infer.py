@@ -120,8 +120,11 @@ def test_plain_arrays_give_the_same_answer_as_the_prepared_dataset(run_dir, tmp_
         assert code == 0, err
         runs[name] = results(tmp_path / name)["results"]
     assert len(runs["arrays"]) == 2 and runs["converter"][0]["ground_truth"] == "squat"
+    expected = runs["prepared"][0]["top_k"]
     for record in runs["arrays"] + runs["converter"]:
-        assert record["top_k"] == pytest.approx(runs["prepared"][0]["top_k"], abs=1e-5)
+        assert [(k["label"], k["index"]) for k in record["top_k"]] == [(k["label"], k["index"]) for k in expected]
+        assert [k["probability"] for k in record["top_k"]] == pytest.approx([k["probability"] for k in expected],
+                                                                             abs=1e-5)
 
 
 def test_inference_examples_are_the_evaluation_examples(run_dir):

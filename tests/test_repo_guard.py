@@ -1,9 +1,12 @@
 """The `tokenizers/` folder must never shadow Hugging Face's `tokenizers` package (DESIGN.md D1)."""
 
+import json
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -29,8 +32,11 @@ def test_hf_tokenizers_wins_from_repo_root(flags):
         assert result.returncode == 0, result.stderr
 
 
-def test_wheel_works_outside_the_checkout(tmp_path):
-    """Build a wheel, install it into a fresh virtual environment, use it from an unrelated folder."""
+@pytest.fixture(scope="module")
+def wheel_env(tmp_path_factory):
+    """A wheel built from the checkout, installed into a fresh virtual environment; returns (env_dir, workdir, env)
+    with ``workdir`` an unrelated empty folder and ``env`` the environment variables without PYTHONPATH."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     wheel_dir = tmp_path / "wheel"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)],
@@ -44,9 +50,17 @@ def test_wheel_works_outside_the_checkout(tmp_path):
     # a top-level `tokenizers` entry would overwrite Hugging Face's package on install
     assert not [n for n in names if n.startswith("tokenizers/")]
     assert any(n.endswith("data/share/ups_toolkit/tokenizers/labels/ntu120.yaml") for n in names)
+    assert any(n.endswith("data/share/ups_toolkit/configs/demo.yaml") for n in names)
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
+    # The fresh environment sees this test environment's libraries (torch, transformers, ...) through a .pth file,
+    # but not the checkout: a .pth line adds a folder without running the .pth files inside it, so an editable
+    # install of ups-toolkit here stays invisible there.
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    our_site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    (Path(venv_site) / "test-environment.pth").write_text("".join(f"{p}\n" for p in sorted(our_site)))
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
         capture_output=True, text=True,
@@ -55,6 +69,13 @@ def test_wheel_works_outside_the_checkout(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return env_dir, workdir, env
+
+
+def test_wheel_works_outside_the_checkout(wheel_env):
+    """Build a wheel, install it into a fresh virtual environment, use it from an unrelated folder."""
+    env_dir, workdir, env = wheel_env
+    python = env_dir / "bin" / "python"
     check = (
         "import ups_toolkit, sys; from pathlib import Path; "
         "assert str(Path(ups_toolkit.__file__)).startswith(sys.prefix), ups_toolkit.__file__; "
@@ -65,6 +86,33 @@ def test_wheel_works_outside_the_checkout(tmp_path):
     result = subprocess.run([str(python), "-c", check], cwd=workdir, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     formats = subprocess.run(
-        [str(python), "-m", "ups_toolkit.data", "formats"], cwd=workdir, capture_output=True, text=True, env=env
+        [str(env_dir / "bin" / "ups-data"), "formats"], cwd=workdir, capture_output=True, text=True, env=env
     )
     assert formats.returncode == 0 and "ntu-skeleton" in formats.stdout, formats.stderr
+
+
+def test_console_scripts_train_the_demo_and_infer_from_any_folder(wheel_env):
+    """The README's main job through the installed console scripts, in a folder that is not the checkout."""
+    env_dir, workdir, env = wheel_env
+    bin_dir = env_dir / "bin"
+    env = {**env, "OMP_NUM_THREADS": "1"}
+
+    def run(*argv):
+        return subprocess.run([str(a) for a in argv], cwd=workdir, capture_output=True, text=True, env=env,
+                              timeout=900)
+
+    train = run(bin_dir / "ups-train", "--config", "demo", "--training.steps", 20, "--quiet")
+    assert train.returncode == 0, train.stderr[-3000:]
+    model = workdir / "runs" / "demo" / "model"
+    assert (model / "model.safetensors").is_file() and (workdir / "runs" / "demo" / "final_metrics.json").is_file()
+    infer = run(bin_dir / "ups-infer", "--task", "action_recognition_3d", "--model", model, "--input",
+                workdir / "runs" / "demo" / "data" / "ntu25_3d", "--split", "test", "--limit", 2, "--out", "out")
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    results = json.loads((workdir / "out" / "results.json").read_text())
+    assert len(results["results"]) == 2 and all(r["top_k"] for r in results["results"])
+    evaluate = run(bin_dir / "ups-evaluate", "--config", "demo", "--model", model, "--out", "eval.json", "--quiet")
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    assert "action_recognition_3d" in json.loads((workdir / "eval.json").read_text())
+    # the module form that `accelerate launch -m ups_toolkit.train` runs
+    usage = run(bin_dir / "python", "-m", "ups_toolkit.train", "--help")
+    assert usage.returncode == 0 and "--resume_from_checkpoint" in usage.stdout, usage.stderr

@@ -460,7 +460,7 @@ from ups_toolkit.models import UPSForSeq2Seq  # first access: registers the Auto
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 model = AutoModel.from_pretrained({str(folder)!r}).eval()
 assert type(model) is UPSForSeq2Seq and type(AutoModelForSeq2SeqLM.from_pretrained({str(folder)!r})) is UPSForSeq2Seq
-pose = torch.load({str(tmp_path / 'input.pt')!r})["pose"]
+pose = torch.load({str(tmp_path / 'input.pt')!r}, weights_only=True)["pose"]
 with torch.no_grad():
     logits = model(pose=pose, layout={layout!r}, task={task!r}).logits
 tokens = model.predict(pose, {layout!r}, {task!r})["tokens"]
@@ -469,7 +469,7 @@ torch.save({{"logits": logits, "tokens": tokens, "sha": model.vocabulary.sha256}
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = torch.load(tmp_path / "out.pt")
+    loaded = torch.load(tmp_path / "out.pt", weights_only=True)
     with torch.no_grad():
         logits = model(pose=pose, layout=layout, task=task).logits
     assert torch.equal(loaded["logits"], logits)

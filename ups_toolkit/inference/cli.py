@@ -26,7 +26,7 @@ from ..errors import ConfigError, DataFormatError, UPSError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="infer.py", description=__doc__.split("\n")[0], allow_abbrev=False,
+        description=__doc__.split("\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(__doc__.split("\n")[2:]).strip("\n"))
     parser.add_argument("--task", required=True, help="task name (a file in tasks/, e.g. action_recognition_3d)")
@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         cls = converter_class(args.format)
     except ConfigError as e:
         parser.error(str(e))
-    sub = argparse.ArgumentParser(prog=f"infer.py --format {args.format}", allow_abbrev=False)
+    sub = argparse.ArgumentParser(prog=f"{Path(sys.argv[0]).name} --format {args.format}", allow_abbrev=False)
     cls.add_arguments(sub)
     if args.layout is not None and "--layout" in sub._option_string_actions:
         rest = rest + ["--layout", args.layout]  # the converter's own --layout (arrays)

@@ -181,7 +181,7 @@ class DecoderLayer(nn.Module):
 class UPSDecoder(nn.Module):
     """Token decoder over the unified vocabulary, conditioned on the DSTE memory.
 
-    ``forward(input_ids, temporal, spatial, spatial_padding_mask, past_key_values)`` → (N, t, d_model) final-LN
+    ``forward(input_ids, temporal, spatial, spatial_padding_mask, cache)`` → (N, t, d_model) final-LN
     states; :meth:`logits` turns them into (N, t, V) scores.
     """
 
@@ -216,10 +216,11 @@ class UPSDecoder(nn.Module):
         return torch.cat([spatial_padding_mask.new_zeros(n, t), spatial_padding_mask], dim=1)
 
     def forward(self, input_ids: torch.Tensor, temporal: torch.Tensor, spatial: torch.Tensor,
-                spatial_padding_mask: torch.Tensor | None = None, past_key_values=None) -> torch.Tensor:
-        """input_ids (N, t) new tokens (after the ``past_key_values`` prefix, if any) → (N, t, d_model)."""
+                spatial_padding_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+        """input_ids (N, t) new tokens (after the ``cache`` prefix, if any) → (N, t, d_model); ``cache`` is an
+        ``EncoderDecoderCache``."""
         n, t = input_ids.shape
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past = cache.get_seq_length() if cache is not None else 0
         if past + t > self.max_positions:
             raise ConfigError(
                 f"decoder input reaches position {past + t} but the model has {self.max_positions} learned positions "
@@ -227,12 +228,11 @@ class UPSDecoder(nn.Module):
             )
         x = self.vocab.embed(input_ids) + self.positions[past: past + t]
         x = self.drop(x)
-        cached = past_key_values is not None and all(
-            past_key_values.is_updated.get(i, False) for i in range(len(self.layers)))
+        cached = cache is not None and all(cache.is_updated.get(i, False) for i in range(len(self.layers)))
         memory = None if cached else self.memory(temporal, spatial)
         memory_mask = self.memory_mask(temporal, spatial_padding_mask)
         for layer in self.layers:
-            x = layer(x, memory, memory_mask, past_key_values)
+            x = layer(x, memory, memory_mask, cache)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -75,16 +75,22 @@ class UPSEncoderOutput(ModelOutput):
 
 @dataclass
 class UPSSeq2SeqOutput(ModelOutput):
-    """loss: scalar weighted CE (with ``labels``); logits: (N, L, V); past_key_values: the ``EncoderDecoderCache``
-    when one was passed; decoder_hidden_state: (N, L, d_model) final-LN decoder states; encoder_pooled: (N, 2·d_enc);
-    routes: (N, num_layers) encoder blocks used."""
+    """loss: scalar weighted CE (with ``labels``); logits: (N, L, V); cache: the ``EncoderDecoderCache`` when one was
+    passed or ``use_cache`` asked for one; decoder_hidden_state: (N, L, d_model) final-LN decoder states;
+    encoder_pooled: (N, 2·d_enc); routes: (N, num_layers) encoder blocks used.
+
+    ``past_key_values`` is the same object as ``cache``: transformers renamed the cache from ``past_key_values`` to
+    ``cache`` in 5.24, and ``generate()`` before 5.24 reads it back from the old key (``ALL_CACHE_NAMES`` in
+    ``transformers/generation/utils.py``), 5.24 and later from the new one.
+    """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    past_key_values: EncoderDecoderCache | None = None
+    cache: EncoderDecoderCache | None = None
     decoder_hidden_state: torch.FloatTensor | None = None
     encoder_pooled: torch.FloatTensor | None = None
     routes: torch.LongTensor | None = None
+    past_key_values: EncoderDecoderCache | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -431,17 +437,25 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
     def forward(self, pose: torch.Tensor | None = None, layout: str | None = None, task: str | None = None,
                 labels: torch.LongTensor | None = None, label_weights: torch.Tensor | None = None,
                 label_set: str | None = None, decoder_input_ids: torch.LongTensor | None = None,
-                encoder_outputs: UPSEncoderOutput | None = None, past_key_values: EncoderDecoderCache | None = None,
+                encoder_outputs: UPSEncoderOutput | None = None, cache: EncoderDecoderCache | None = None,
                 use_cache: bool | None = None, return_dict: bool | None = None,
-                output_attentions: bool | None = None, output_hidden_states: bool | None = None):
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                past_key_values: EncoderDecoderCache | None = None, cache_position: torch.LongTensor | None = None):
         """One batch of one task and one layout.
 
         pose: (N, T, M, V, C) float; labels: (N, L) target tokens after BOS ending with EOT, PAD (0, or -100) after;
         label_weights: (N, L) float, default 1 on targets, ``config.eot_weight`` on EOT, 0 on PAD;
         decoder_input_ids: default [BOS_task] + labels[:, :-1] (or [BOS_task] without labels);
-        past_key_values: an ``EncoderDecoderCache`` (decoding step by step; input_ids then hold the new tokens only).
+        cache: an ``EncoderDecoderCache`` (decoding step by step; input_ids then hold the new tokens only);
+        ``past_key_values`` is its name before transformers 5.24, which ``generate()`` there passes;
+        ``cache_position``: passed by ``generate()`` before transformers 5.5 and unused (positions follow the cache
+        length).
         """
         self._decoder_task(task)
+        if past_key_values is not None:
+            if cache is not None and cache is not past_key_values:
+                raise ValueError("pass the decoder cache once: cache=... (past_key_values is its old name)")
+            cache = past_key_values
         if encoder_outputs is None:
             if pose is None:
                 raise ValueError("pass pose (N, T, M, V, C) or encoder_outputs")
@@ -455,17 +469,17 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
                 decoder_input_ids = torch.cat([self._bos(task, n, device), labels[:, :-1]], dim=1)
         elif decoder_input_ids is None:
             decoder_input_ids = self._bos(task, n, device)
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         hidden = self.decoder(decoder_input_ids, encoder_outputs.temporal, encoder_outputs.spatial,
-                              encoder_outputs.spatial_padding_mask, past_key_values)
+                              encoder_outputs.spatial_padding_mask, cache)
         logits = self.decoder.logits(hidden)
         loss = None
         if labels is not None:
             loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout)
-        out = UPSSeq2SeqOutput(loss=loss, logits=logits, past_key_values=past_key_values,
-                               decoder_hidden_state=hidden, encoder_pooled=encoder_outputs.pooled,
-                               routes=encoder_outputs.routes)
+        out = UPSSeq2SeqOutput(loss=loss, logits=logits, cache=cache, decoder_hidden_state=hidden,
+                               encoder_pooled=encoder_outputs.pooled, routes=encoder_outputs.routes,
+                               past_key_values=cache)
         return out if return_dict is not False else out.to_tuple()
 
     def default_label_weights(self, labels: torch.LongTensor, task: str) -> torch.Tensor:

@@ -1,7 +1,11 @@
-"""Command lines of training and evaluation (``train.py`` and ``python -m ups_toolkit.evaluate`` are thin wrappers).
+"""Command lines of training and evaluation.
 
-    python train.py --config configs/demo.yaml [--key value ...] [--resume_from_checkpoint auto|PATH] [--overwrite]
-    accelerate launch --multi_gpu --num_processes 2 train.py --config configs/X.yaml     # several processes
+The console scripts ``ups-train`` and ``ups-evaluate`` (any folder, after ``pip install``), ``python -m
+ups_toolkit.train`` / ``python -m ups_toolkit.evaluate`` and the checkout's ``train.py`` all run :func:`train_main` /
+:func:`evaluate_main`.
+
+    ups-train --config demo [--key value ...] [--resume_from_checkpoint auto|PATH] [--overwrite]   # = python train.py
+    accelerate launch --multi_gpu --num_processes 2 -m ups_toolkit.train --config X.yaml   # several processes
     python train.py --config configs/X.yaml --eval-only [--model DIR]                     # score a saved model
     python train.py --config configs/pretrain_demo.yaml [--stage pretrain]                # USDRL pretraining
     python -m ups_toolkit.evaluate --model DIR --config configs/X.yaml [--out metrics.json]
@@ -27,7 +31,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train.py", allow_abbrev=False,
+    parser = argparse.ArgumentParser(allow_abbrev=False,
                                      description="Train one UPS model on several tasks (Accelerate: CPU, one GPU, "
                                                  "several GPUs or nodes), or score a saved one with --eval-only.",
                                      epilog="Other --section.key value pairs override the config.")
@@ -45,7 +49,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ups_toolkit.evaluate", allow_abbrev=False,
+    parser = argparse.ArgumentParser(allow_abbrev=False,
                                      description="Score a saved UPS model on the evaluation data of a config.",
                                      epilog="Other --section.key value pairs override the config.")
     _common(parser)
@@ -95,6 +99,16 @@ def train_main(argv=None) -> int:
         train(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet)
 
     return _run(go)
+
+
+def train_console() -> None:
+    """Entry point of the ``ups-train`` console script."""
+    sys.exit(train_main())
+
+
+def evaluate_console() -> None:
+    """Entry point of the ``ups-evaluate`` console script."""
+    sys.exit(evaluate_main())
 
 
 def evaluate_main(argv=None) -> int:

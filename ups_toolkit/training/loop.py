@@ -21,9 +21,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -108,6 +110,11 @@ def make_accelerator(config: ExperimentConfig):
         precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     if cpu and precision != "no":
         raise ConfigError(f"{config.source}: key 'training.mixed_precision': {precision} needs a GPU; use auto or no")
+    if config["logging"]["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        # accelerate would drop the tracker with a log line nobody sees; say it where the user looks
+        print("warning: tensorboard is not installed, so this run logs to metrics.jsonl only (pip install "
+              "tensorboard, or set logging.tensorboard: false to silence this)", file=sys.stderr, flush=True)
+        config.data["logging"]["tensorboard"] = False
     log_with = ["tensorboard"] if config["logging"]["tensorboard"] else None
     return Accelerator(
         cpu=cpu, mixed_precision=precision, log_with=log_with, rng_types=[],

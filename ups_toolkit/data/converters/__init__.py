@@ -6,6 +6,7 @@ Adding a format = one module in this package with one :class:`~.base.Converter` 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from ...errors import ConfigError
 
