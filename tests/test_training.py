@@ -389,3 +389,17 @@ def test_demo_config_end_to_end(tmp_path):
     assert final["early_action_prediction"]["top1_mean"] > 20
     assert final["pose_estimation_2d3d"]["mpjpe_mm"] < 300  # an untrained model: about 500 mm
     assert (out / "data" / "ntu25_3d").is_dir() and (out / "model" / "model.safetensors").is_file()
+
+
+def test_a_missing_tensorboard_is_said_and_the_run_logs_without_it(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from ups_toolkit.training.loop import make_accelerator
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else find_spec(name, *a))
+    config = load_config(tiny_config(tmp_path, logging={"tensorboard": True, "plots": False}), [])
+    accelerator = make_accelerator(config)
+    assert "tensorboard is not installed" in capsys.readouterr().err
+    assert config["logging"]["tensorboard"] is False and not accelerator.log_with
