@@ -166,6 +166,56 @@ def test_a_disallowed_token_never_gets_probability(model):
             model.decoder.vocab.bias.zero_()
 
 
+@pytest.mark.parametrize("task", sorted(TASK_INPUTS))
+@pytest.mark.parametrize("logits", ["dot", "cosine"])
+def test_training_forward_scores_only_the_grammar_tokens_with_the_loss_and_gradients_of_all(task, logits):
+    # forward(labels=...) projects and scores only the tokens the grammar allows somewhere (speed, issue 14); the
+    # loss and every gradient equal those of scoring the whole vocabulary table and masking it
+    model = tiny_model(seed=4, logits=logits).train()
+    with torch.no_grad():  # non-zero residual and bias, so their gradients are compared too
+        model.decoder.vocab.residual.normal_(0, 0.1)
+        model.decoder.vocab.bias.normal_(0, 0.1)
+    pose, layout = pose_for(task)
+    labels = targets_for(model, task)["labels"]
+    grammar = model.grammar(task, layout=layout)
+    tokens = torch.as_tensor(grammar.tokens)
+
+    def run(restricted):
+        torch.manual_seed(0)  # the same Gumbel route and dropout masks in both runs
+        model.zero_grad(set_to_none=True)
+        if restricted:
+            out = model(pose=pose, layout=layout, task=task, labels=labels)
+        else:
+            encoded = model.encoder(pose, layout=layout, task=task)
+            hidden = model(encoder_outputs=encoded, layout=layout, task=task,
+                           decoder_input_ids=torch.cat([model._bos(task, len(labels), "cpu"), labels[:, :-1]], 1)
+                           ).decoder_hidden_state
+            out = model.decoder.logits(hidden)  # every token
+            out = type("Out", (), {"loss": model.loss(out, labels, task=task, layout=layout), "logits": out})
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast, fast_grads = run(True)
+    full, full_grads = run(False)
+    assert torch.allclose(fast.loss, full.loss, atol=1e-5)
+    assert torch.allclose(fast.logits[..., tokens], full.logits[..., tokens].detach(), atol=1e-5)
+    outside = torch.ones(model.config.vocab_size, dtype=torch.bool)
+    outside[tokens] = False
+    assert torch.isneginf(fast.logits[..., outside]).all()  # never allowed by this grammar: not computed
+    assert fast_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        assert torch.allclose(fast_grads[name], grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_grammar_tensors_states_equal_the_grammar_states(model):
+    for task in sorted(TASK_INPUTS):
+        layout = TASK_INPUTS[task][0]
+        grammar = model.grammar(task, layout=layout)
+        labels = targets_for(model, task)["labels"]
+        states = model._grammar_tensors(grammar, "cpu").states(labels)
+        assert torch.equal(states, torch.as_tensor(grammar.states(labels.numpy()))), task
+
+
 def test_full_vocabulary_loss_and_eot_weight():
     model = tiny_model(seed=1, loss_over="vocabulary", eot_weight=0.0).eval()
     task = "action_recognition_3d"

@@ -57,33 +57,44 @@ class VocabularyEmbedding(nn.Module):
     def _tensors(self):
         return [t for t in (self.text_table, self.projection.weight, self.residual) if t is not None]
 
-    def table(self) -> torch.Tensor:
-        """(V, d_model) token embeddings e_i = W t_i (+ r_i)."""
+    def table(self, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, d_model) token embeddings e_i = W t_i (+ r_i); with ``token_ids`` (K,) only those rows (K, d_model)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in self._tensors()):
-            return self._compute_table()
+            # training: project only the rows asked for (all V rows cost V x d_text x d_model per step, forward
+            # and backward, and most of them are tokens the task's grammar never allows)
+            return self._compute_table() if token_ids is None else self._rows(token_ids)
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in self._tensors())
         if self._cached_key != key:
             self._cached_table, self._cached_key = self._compute_table(), key
-        return self._cached_table
+        return self._cached_table if token_ids is None else self._cached_table[token_ids]
 
     def _compute_table(self) -> torch.Tensor:
         table = self.projection(self.text_table.to(self.projection.weight.dtype))
         return table + self.residual if self.residual is not None else table
 
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """e_i for the token ids ``ids`` (any shape) → (*ids.shape, d_model), projecting only those rows."""
+        rows = self.projection(self.text_table[ids].to(self.projection.weight.dtype))
+        return rows + self.residual[ids] if self.residual is not None else rows
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(N, t) token ids → (N, t, d_model) input embeddings (no bias: b_i only shifts the logits)."""
         if torch.is_grad_enabled():  # training: project only the rows in use
-            rows = self.projection(self.text_table[ids].to(self.projection.weight.dtype))
-            return rows + self.residual[ids] if self.residual is not None else rows
+            return self._rows(ids)
         return F.embedding(ids, self.table())
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., d_model) decoder states → (..., V) logits, ``dot`` h·e_i + b_i or ``cosine`` s·cos(h, e_i) + b_i."""
-        table = self.table()
+    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., d_model) decoder states → (..., V) logits, ``dot`` h·e_i + b_i or ``cosine`` s·cos(h, e_i) + b_i.
+
+        ``token_ids`` (K,): score only these tokens → (..., K), column k for token ``token_ids[k]`` (the same
+        values as those columns of the full logits: every row of the table is normalised on its own).
+        """
+        table = self.table(token_ids)
+        bias = self.bias if token_ids is None else self.bias[token_ids]
         if self.logit_kind == "cosine":
             return self.logit_scale * F.normalize(hidden, dim=-1, eps=1e-6) @ F.normalize(table, dim=-1, eps=1e-6).T \
-                + self.bias
-        return hidden @ table.T + self.bias
+                + bias
+        return hidden @ table.T + bias
 
     def load_text_table(self, table: torch.Tensor) -> None:
         """Copy a (V, d_text) text-embedding table into the frozen buffer."""
@@ -235,8 +246,9 @@ class UPSDecoder(nn.Module):
             x = layer(x, memory, memory_mask, cache)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.vocab.logits(hidden)
+    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, t, d_model) states → (N, t, V) logits, or (N, t, K) over ``token_ids`` (K,) only."""
+        return self.vocab.logits(hidden, token_ids)
 
 
 __all__ = ["CrossAttention", "DecoderLayer", "SelfAttention", "UPSDecoder", "VocabularyEmbedding"]
