@@ -387,7 +387,8 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             vocab_size=config.vocab_size, d_text=config.d_text, d_encoder=encoder_config.d_model,
             d_model=config.d_model, num_layers=config.decoder_layers, num_heads=config.decoder_heads,
             ffn=config.ffn, dropout=config.dropout, max_positions=config.max_target_length,
-            vocab_residual=config.vocab_residual, logits=config.logits, logit_scale_init=config.logit_scale_init)
+            vocab_residual=config.vocab_residual, logits=config.logits, logit_scale_init=config.logit_scale_init,
+            pooled_feature=config.pooled_feature)
         self.vocabulary = vocabulary
         self._specs = {name: config.task_spec(name) for name in config.tasks}
         self._grammars: dict = {}
@@ -508,7 +509,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         hidden = self.decoder(decoder_input_ids, encoder_outputs.temporal, encoder_outputs.spatial,
-                              encoder_outputs.spatial_padding_mask, cache)
+                              encoder_outputs.spatial_padding_mask, cache, pooled=encoder_outputs.pooled)
         loss = None
         if labels is not None and self.config.loss_over == "grammar":
             # The grammar-restricted loss reads only the tokens the grammar allows somewhere (a recognition task:
@@ -573,7 +574,18 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             logits = logits.masked_fill(~allowed, float("-inf"))
         elif over_grammar_tokens:
             raise ValueError("loss_over 'vocabulary' needs the logits of every token (over_grammar_tokens=False)")
-        nll = torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None]).squeeze(-1)
+        else:
+            allowed = None
+        log_z = torch.logsumexp(logits, -1)
+        nll = log_z - logits.gather(-1, targets[..., None]).squeeze(-1)
+        smoothing = self.config.label_smoothing
+        if smoothing:
+            # label smoothing over the tokens the softmax covers (the allowed set, or the whole vocabulary):
+            # (1 - ε)·CE(target) + ε·mean over those tokens of CE(token); a position with one allowed token (EOT)
+            # stays exactly 0
+            finite = torch.ones_like(logits, dtype=torch.bool) if allowed is None else allowed
+            mean_logit = logits.masked_fill(~finite, 0.0).sum(-1) / finite.sum(-1).clamp_min(1)
+            nll = (1.0 - smoothing) * nll + smoothing * (log_z - mean_logit)
         return (nll * weights).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
     def _grammar_tensors(self, grammar: Grammar, device) -> "GrammarTensors":
@@ -632,7 +644,8 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         finished = torch.zeros(n, dtype=torch.bool, device=device)
         for step in range(grammar.max_length):
             hidden = self.decoder(inputs[:, -1:] if use_cache else inputs, encoder_outputs.temporal,
-                                  encoder_outputs.spatial, encoder_outputs.spatial_padding_mask, cache)
+                                  encoder_outputs.spatial, encoder_outputs.spatial_padding_mask, cache,
+                                  pooled=encoder_outputs.pooled)
             logits = self.decoder.logits(hidden[:, -1]).float()
             if on_step is not None:
                 on_step(step, logits)
