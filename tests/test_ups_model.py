@@ -87,6 +87,10 @@ def test_config_errors_name_the_problem():
         tiny_config(max_target_length=52)
     with pytest.raises(ConfigError, match="encoder: unknown key 'width'"):
         tiny_config(encoder={"width": 3})
+    with pytest.raises(ConfigError, match="label_smoothing 1.0 must lie in"):
+        tiny_config(label_smoothing=1.0)
+    with pytest.raises(ConfigError, match="pooled_feature 'sum' is not one of none, memory, bos"):
+        tiny_config(pooled_feature="sum")
     with pytest.raises(ConfigError, match="logits 'l2' is not one of dot, cosine"):
         tiny_config(logits="l2")
     with pytest.raises(ConfigError, match="task_specs names 'lift'"):
@@ -214,6 +218,29 @@ def test_grammar_tensors_states_equal_the_grammar_states(model):
         labels = targets_for(model, task)["labels"]
         states = model._grammar_tensors(grammar, "cpu").states(labels)
         assert torch.equal(states, torch.as_tensor(grammar.states(labels.numpy()))), task
+
+
+@pytest.mark.parametrize("loss_over", ["grammar", "vocabulary"])
+def test_label_smoothing_spreads_over_the_tokens_the_softmax_covers(loss_over):
+    task = "action_recognition_3d"
+    pose, layout = pose_for(task)
+    labels = targets_for(tiny_model(seed=5), task)["labels"]
+    plain = tiny_model(seed=5, loss_over=loss_over).eval()
+    smooth = tiny_model(seed=5, loss_over=loss_over, label_smoothing=0.2).eval()
+    out = smooth(pose=pose, layout=layout, task=task, labels=labels)
+    assert torch.allclose(plain(pose=pose, layout=layout, task=task, labels=labels).logits, out.logits)
+    first = out.logits[:, 0]
+    if loss_over == "grammar":
+        label_set = smooth.vocabulary.label_set_ids("ntu60").tolist()
+        first = first[:, torch.as_tensor(label_set)]
+        targets = torch.tensor([label_set.index(int(token)) for token in labels[:, 0]])
+        eot_term = torch.zeros(len(labels))  # one allowed token (EOT): exactly 0, smoothed or not
+    else:
+        targets = labels[:, 0]
+        eot_term = F.cross_entropy(out.logits[:, 1], labels[:, 1], reduction="none", label_smoothing=0.2)
+    action_term = F.cross_entropy(first, targets, reduction="none", label_smoothing=0.2)
+    # (1 - ε)·CE + ε·mean CE over the covered tokens is torch's smoothing with ε spread uniformly over them
+    assert torch.allclose(out.loss, (action_term + eot_term).sum() / (2 * len(labels)), atol=1e-5)
 
 
 def test_full_vocabulary_loss_and_eot_weight():
