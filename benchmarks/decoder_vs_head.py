@@ -53,16 +53,20 @@ LEVERS: dict[str, dict] = {
     "pooled feature added to BOS": {"model": {"pooled_feature": "bos"}},
     "no pooled feature": {"model": {"pooled_feature": "none"}},
     "dot logits": {"model": {"logits": "dot"}},
-    "cosine logits, scale 10": {"model": {"logits": "cosine", "logit_scale_init": 10.0}},
-    "cosine logits, scale 30": {"model": {"logits": "cosine", "logit_scale_init": 30.0}},
+    "cosine logits scale 10": {"model": {"logits": "cosine", "logit_scale_init": 10.0}},
+    "cosine logits scale 30": {"model": {"logits": "cosine", "logit_scale_init": 30.0}},
     "whole-vocabulary loss": {"model": {"loss_over": "vocabulary"}},
     "decoder dropout 0": {"model": {"dropout": 0.0}},
     "encoder drop-path 0": {"model": {"encoder": {"drop_path": 0.0}}},
     "decoder lr x3": {"optim": {"decoder_lr_scale": 3.0}},
     "decoder lr x0.3": {"optim": {"decoder_lr_scale": 0.3}},
+    "decoder lr x0.1": {"optim": {"decoder_lr_scale": 0.1}},
     "label smoothing 0.1": {"model": {"label_smoothing": 0.1}},
     "frozen text table (no residual)": {"model": {"vocab_residual": False}},
     "routing H = 2": {"model": {"encoder": {"num_blocks": 2}}},
+    # the two levers that helped alone, together
+    "BOS pooled + decoder lr x0.3": {"model": {"pooled_feature": "bos"}, "optim": {"decoder_lr_scale": 0.3}},
+    "BOS pooled + decoder lr x0.1": {"model": {"pooled_feature": "bos"}, "optim": {"decoder_lr_scale": 0.1}},
 }
 
 DATASETS = {
@@ -114,6 +118,25 @@ def carve_validation(data: Path, out: Path, fraction: float = VAL_FRACTION, seed
 # (a) the linear-head reference
 
 
+def linear_head(encoder_config, num_classes: int, layout: str):
+    """DSTE + Linear(2·d → classes) on the pooled feature g: ``model(pose)`` → (N, classes) logits."""
+    import torch.nn as nn
+
+    from ups_toolkit.models import DSTE
+
+    class LinearHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = DSTE(encoder_config)
+            self.head = nn.Linear(2 * encoder_config.d_model, num_classes)
+
+        def forward(self, pose):
+            task_id = 0 if self.encoder.router is not None else None
+            return self.head(self.encoder(pose, layout=layout, task_id=task_id).pooled)
+
+    return LinearHead()
+
+
 def train_linear_head(config_path: Path, threads: int) -> dict:
     """Train the DSTE of the experiment at ``config_path`` with a linear head on g (its task data, optimizer
     recipe, steps and seed); returns {top1, mean_class, train_seconds, steps}. Cached next to the config."""
@@ -124,13 +147,11 @@ def train_linear_head(config_path: Path, threads: int) -> dict:
         if result.get("config") == text:
             return result
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
     from ups_toolkit.metrics.classification import mean_class_accuracy, topk_accuracy
-    from ups_toolkit.models import DSTE
     from ups_toolkit.training.config import load_config
     from ups_toolkit.training.evaluation import make_eval_loader
     from ups_toolkit.training.loop import WarmupCosine, parameter_groups
@@ -146,17 +167,7 @@ def train_linear_head(config_path: Path, threads: int) -> dict:
     set_seed(config["seed"])
     num_classes = state.train_examples.codec.num_classes
 
-    class LinearHead(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = DSTE(encoder_config)
-            self.head = nn.Linear(2 * encoder_config.d_model, num_classes)
-
-        def forward(self, pose):
-            return self.head(self.encoder(pose, layout=layout, task_id=0 if self.encoder.router else None).pooled)
-
-    layout = state.layout(train=True)
-    model = LinearHead()
+    model = linear_head(encoder_config, num_classes, state.layout(train=True))
     optim, training = config["optim"], config["training"]
     optimizer = torch.optim.AdamW(parameter_groups(model, optim["weight_decay"]), lr=optim["lr"],
                                   betas=tuple(optim["betas"]), eps=optim["eps"])
@@ -204,6 +215,91 @@ def train_linear_head(config_path: Path, threads: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# the step-time profile
+
+
+def profile_steps(config_path: Path, threads: int, steps: int = 20, rounds: int = 3) -> dict:
+    """Time one UPS training step (``Trainer.train_step``: forward, loss, backward, clipping, AdamW) against one
+    linear-head step on the same encoder config and the same prefetched batches (batch loading excluded from both),
+    alternating ``rounds`` blocks of ``steps`` so that a change in the machine's load hits both; then a
+    torch.profiler breakdown of the UPS step. Returns milliseconds per step."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from ups_toolkit.training.config import load_config
+    from ups_toolkit.training.loop import Trainer, parameter_groups
+
+    torch.set_num_threads(threads)
+    trainer = Trainer(load_config(str(config_path)), quiet=True)
+    trainer.setup(None, overwrite=True)
+    (state,) = trainer.states
+    task, total = state.name, trainer.config["training"]["steps"]
+    batches = [trainer.next_batch(task) for _ in range(steps)]
+    feed = iter(batches * (2 * rounds + 4))
+    trainer.next_batch = lambda name: next(feed)
+    ups = trainer.accelerator.unwrap_model(trainer.model)
+    encoder_config = ups.encoder.dste.config
+    head = linear_head(encoder_config, state.train_examples.codec.num_classes, state.layout(train=True))
+    optim = trainer.config["optim"]
+    optimizer = torch.optim.AdamW(parameter_groups(head, optim["weight_decay"]), lr=optim["lr"])
+
+    def head_step(batch):
+        with record_function("head: forward + loss"):
+            loss = F.cross_entropy(head(batch["pose"]), batch["label"].long())
+        with record_function("backward"):
+            loss.backward()
+        with record_function("clip + AdamW"):
+            torch.nn.utils.clip_grad_norm_(head.parameters(), optim["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def block(fn) -> float:
+        started = time.perf_counter()
+        for batch in batches:
+            fn(batch)
+        return 1000 * (time.perf_counter() - started) / len(batches)
+
+    trainer.model.train()
+    head.train()
+    ups_step = lambda batch: trainer.train_step(task, total)  # noqa: E731  (reads the prefetched batches)
+    block(ups_step), block(head_step)  # warm-up
+    times = {"ups": [], "head": []}
+    for _ in range(rounds):
+        times["ups"].append(block(ups_step))
+        times["head"].append(block(head_step))
+    result = {name: statistics.median(values) for name, values in times.items()}
+
+    def labelled(owner, name, label):  # wrap a method in a profiler range
+        method = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            with record_function(label):
+                return method(*args, **kwargs)
+        setattr(owner, name, wrapper)
+
+    labelled(ups.encoder, "forward", "UPS: encoder forward")
+    labelled(ups.decoder, "forward", "UPS: decoder forward")
+    labelled(ups.decoder, "logits", "UPS: vocabulary logits")
+    labelled(ups, "loss", "UPS: grammar loss")
+    labelled(trainer.accelerator, "backward", "backward")
+    labelled(trainer.optimizer, "step", "clip + AdamW")
+    labelled(trainer.accelerator, "clip_grad_norm_", "clip + AdamW")
+    breakdown = {}
+    for name, fn in (("ups", ups_step), ("head", head_step)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches[:10]:
+                fn(batch)
+        breakdown[name] = {e.key: e.cpu_time_total / 1000 / 10 for e in prof.key_averages()
+                           if e.key.startswith(("UPS:", "head:", "backward", "clip"))}
+    result["breakdown"] = breakdown
+    result["blocks"] = encoder_config.num_blocks
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # one dataset
 
 
@@ -227,6 +323,20 @@ def run_dataset(bench: realdata.Bench, key: str, steps: int, levers: list[str], 
     import yaml
 
     head_path.write_text(yaml.safe_dump(head_config, sort_keys=False))
+    if args.profile:
+        profile_config = merge(head_config, {"output_dir": str(bench.work / f"dvh_{tag}_profile")})
+        profile_path = bench.work / f"dvh_{tag}_profile.yaml"
+        profile_path.write_text(yaml.safe_dump(profile_config, sort_keys=False))
+        result = profile_steps(profile_path, args.threads)
+        print(f"\n{spec['title']}: one training step, batch 16, {args.threads} thread(s), routing blocks H = "
+              f"{result['blocks']}, batch loading excluded, median of 3 alternating blocks of 20 steps")
+        print(realdata.table([["UPS (train.py's train_step)", result["ups"], result["ups"] / result["head"]],
+                              ["linear head on g", result["head"], 1.0]], ["step", "ms", "x head"]))
+        names = sorted({k for part in result["breakdown"].values() for k in part})
+        print("\ntorch.profiler, ms per step (10 steps; ranges nest: backward holds every backward op)")
+        print(realdata.table([[n, result["breakdown"]["ups"].get(n, ""), result["breakdown"]["head"].get(n, "")]
+                              for n in names], ["range", "UPS", "linear head"]))
+        return [{"dataset": key, "profile": result}]
     head = train_linear_head(head_path, args.threads)
     rows.append({"dataset": key, "model": "linear head on g (reference)", "top1": head["top1"],
                  "mean_class": head["mean_class"], "train_seconds": head["train_seconds"],
@@ -254,6 +364,9 @@ def main() -> int:
                    help="train on 85 %% of the training split, evaluate on the other 15 %% (stratified, fixed seed)")
     p.add_argument("--datasets", default="nwucla,penn", help="comma-separated: nwucla, penn")
     p.add_argument("--levers", default="defaults", help=f"comma-separated UPS variants, or all: {', '.join(LEVERS)}")
+    p.add_argument("--profile", action="store_true",
+                   help="only time one UPS training step against one linear-head step (and a torch.profiler "
+                        "breakdown), no training runs")
     p.add_argument("--blocks", type=int, default=1,
                    help="routing blocks H of the encoder, in both models (1 = no routing, as the head reference)")
     args = p.parse_args()
@@ -271,7 +384,7 @@ def main() -> int:
     for key in keys:
         rows += run_dataset(bench, key, steps, levers, args)
     split = "validation split (15 % of train, stratified, seed 0)" if args.val else "test split"
-    for key in keys:
+    for key in [] if args.profile else keys:
         mine = [r for r in rows if r["dataset"] == key]
         head = mine[0]
         print(f"\n{DATASETS[key]['title']}, {split}: {steps} steps of batch 16, seed {args.seed}, routing blocks "
