@@ -26,7 +26,7 @@ def text_table(seed=0):
 def make_decoder(seed=0, **kw):
     torch.manual_seed(seed)
     args = dict(vocab_size=V, d_text=D_TEXT, d_encoder=D_ENC, d_model=D, num_layers=2, num_heads=4, ffn=64,
-                dropout=0.0, max_positions=12)
+                dropout=0.0, max_positions=12, pooled_feature="none")  # the tokens-only memory path
     args.update(kw)
     decoder = UPSDecoder(**args)
     decoder.vocab.load_text_table(text_table())

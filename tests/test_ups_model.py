@@ -569,6 +569,22 @@ def test_from_pretrained_in_process_restores_vocabulary_and_outputs(saved):
     assert half.predict(pose, layout, task)["tokens"].shape[0] == 2
 
 
+def test_a_model_saved_before_the_pooled_feature_option_loads_without_it(tmp_path):
+    from ups_toolkit.models import UPSForSeq2Seq
+
+    model = tiny_model(seed=9, pooled_feature="none").eval()
+    folder = tmp_path / "old"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["pooled_feature"]  # as written before issue 14
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = UPSForSeq2Seq.from_pretrained(folder).eval()
+    assert loaded.config.pooled_feature == "none" and loaded.decoder.pooled_proj is None
+    task, (pose, layout) = "action_recognition_3d", pose_for("action_recognition_3d")
+    assert torch.equal(loaded.predict(pose, layout, task)["tokens"], model.predict(pose, layout, task)["tokens"])
+    assert UPSForSeq2Seq.from_pretrained(folder, pooled_feature="none").config.pooled_feature == "none"
+
+
 def test_truncated_weights_are_reported(saved, tmp_path):
     from transformers import AutoModel
 

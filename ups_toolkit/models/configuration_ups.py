@@ -47,8 +47,10 @@ class UPSConfig(PreTrainedConfig):
         loss_over: ``grammar`` (cross-entropy over the grammar-allowed tokens at each position) or ``vocabulary``
             (full-vocabulary cross-entropy, for ablation).
         label_smoothing: ε of label smoothing over the tokens the loss's softmax covers (0 = plain cross-entropy).
-        pooled_feature: how the decoder reads DSTE's max-pooled global feature g: ``memory`` (one more memory token),
-            ``bos`` (added to the BOS input embedding) or ``none`` (only through the temporal/spatial tokens).
+        pooled_feature: how the decoder reads DSTE's max-pooled global feature g: ``bos`` (default: projected and
+            added to the BOS input embedding), ``memory`` (one more memory token) or ``none`` (only through the
+            temporal/spatial tokens; models saved before this option existed load as ``none``). Issue 14: on a
+            validation split of NW-UCLA ``bos`` helped and ``memory`` did not (BENCHMARKS.md).
         gumbel_temperature_start, gumbel_temperature_end: routing temperature annealing (D7).
         text_embedding_source: where the text table came from (encoder id, pooling); informational only.
 
@@ -87,7 +89,7 @@ class UPSConfig(PreTrainedConfig):
     eot_weight: float = 1.0
     loss_over: str = "grammar"
     label_smoothing: float = 0.0
-    pooled_feature: str = "none"
+    pooled_feature: str = "bos"
     gumbel_temperature_start: float = 1.0
     gumbel_temperature_end: float = 0.1
     text_embedding_source: str = ""
@@ -113,7 +115,7 @@ class UPSConfig(PreTrainedConfig):
         eot_weight: float = 1.0,
         loss_over: str = "grammar",
         label_smoothing: float = 0.0,
-        pooled_feature: str = "none",
+        pooled_feature: str = "bos",
         gumbel_temperature_start: float = 1.0,
         gumbel_temperature_end: float = 0.1,
         text_embedding_source: str = "",

@@ -204,7 +204,7 @@ class UPSDecoder(nn.Module):
     def __init__(self, *, vocab_size: int, d_text: int, d_encoder: int, d_model: int = 512, num_layers: int = 3,
                  num_heads: int = 8, ffn: int = 2048, dropout: float = 0.1, max_positions: int = 64,
                  vocab_residual: bool = True, logits: str = "dot", logit_scale_init: float = 10.0,
-                 pooled_feature: str = "none"):
+                 pooled_feature: str = "bos"):
         super().__init__()
         if pooled_feature not in POOLED_FEATURE_USES:
             raise ConfigError(f"pooled_feature {pooled_feature!r} is not one of {', '.join(POOLED_FEATURE_USES)}")

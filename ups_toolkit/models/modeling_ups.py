@@ -763,7 +763,10 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Load a saved UPS model with its vocabulary; a corrupt or mismatched checkpoint raises ConfigError naming
         the file (see :func:`check_checkpoint`)."""
-        _, vocab = check_checkpoint(pretrained_model_name_or_path, **kwargs)
+        saved, vocab = check_checkpoint(pretrained_model_name_or_path, **kwargs)
+        if "config" not in kwargs and "pooled_feature" not in saved:
+            # saved before the option existed (issue 14): that decoder had no pooled-feature input
+            kwargs["pooled_feature"] = "none"
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
                                               output_loading_info=True, **kwargs)
