@@ -23,7 +23,7 @@ side is the figure to compare.
 
 ``--val``: levers are chosen without the test data. The training split is cut into a fixed 85 % (training) and a
 15 % validation split, stratified by class, drawn with numpy seed 0 whatever ``--seed`` is (NW-UCLA: 867 / 153 of
-the v01+v02 sequences; Penn Action: 1,069 / 189 of the official training clips). Evaluation is then on the
+the v01+v02 sequences; Penn Action: 1,070 / 188 of the official training clips). Evaluation is then on the
 validation split; the test split (NW-UCLA v03, Penn Action test) is not read.
 
 ``--levers a,b`` (or ``all``): one UPS run per lever (CHANGES below, each one change from BASELINE, the model as
@@ -108,7 +108,7 @@ def carve_validation(data: Path, out: Path, fraction: float = VAL_FRACTION, seed
         val.extend(rng.choice(rows, size=max(1, int(round(fraction * len(rows)))), replace=False).tolist())
     val = np.sort(np.array(val))
     rest = np.setdiff1d(np.arange(len(labels)), val)
-    info = json.loads((data / "ups_info.json").read_text())
+    info = json.loads((data / "ups_info.json").read_text()) if (data / "ups_info.json").exists() else {}
     info["splits"] = {"train": int(len(rest)), "val": int(len(val))}
     info["options"] = {**info.get("options", {}), "validation": f"{fraction:.0%} of train per class, numpy seed {seed}"}
     with atomic_directory(out) as staged:
