@@ -557,11 +557,10 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             if over_grammar_tokens:
                 table, first_allowed = tensors.token_table, tensors.first_allowed_column
                 columns = tensors.column[labels]  # -1 for a token outside the grammar
-                ok = table[states].gather(-1, columns.clamp_min(0)[..., None]).squeeze(-1) & (columns >= 0)
             else:
                 table, first_allowed, columns = tensors.table, tensors.first_allowed, labels
-                ok = table[states].gather(-1, labels[..., None]).squeeze(-1)
             allowed = table[states]  # (N, L, V or K)
+            ok = allowed.gather(-1, columns.clamp_min(0)[..., None]).squeeze(-1) & (columns >= 0)
             bad = ~ok & (weights > 0)
             if bad.any():
                 row, pos = (int(i) for i in bad.nonzero()[0])
@@ -588,7 +587,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             nll = (1.0 - smoothing) * nll + smoothing * (log_z - mean_logit)
         return (nll * weights).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
-    def _grammar_tensors(self, grammar: Grammar, device) -> "GrammarTensors":
+    def _grammar_tensors(self, grammar: Grammar, device) -> GrammarTensors:
         """The grammar's masks as tensors on ``device``, built once per (grammar, device)."""
         key = ("tensors", id(grammar), str(device))
         if key not in self._grammars:
