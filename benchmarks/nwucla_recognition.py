@@ -48,7 +48,7 @@ def main() -> int:
     settings = task_settings(data)
     results = {}
     for task in ("action_recognition_3d", "early_action_prediction"):
-        config = bench.experiment(f"nwucla_{task}", {task: settings[task]}, steps)
+        config = bench.experiment(f"nwucla_{task}", {task: settings[task]}, steps, optim=realdata.RECOGNITION_OPTIM)
         final, seconds = bench.train(f"nwucla_{task}", config)
         results[task] = {"metrics": final[task], "train_seconds": seconds, "steps": steps}
     baseline = realdata.knn1_baseline(data, EVAL_TRANSFORMS)

@@ -41,7 +41,8 @@ def main() -> int:
     bench = realdata.Bench("penn_recognition", args)
     steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     data = prepare(bench)
-    config = bench.experiment("penn_action_recognition_2d", task_settings(data), steps)
+    config = bench.experiment("penn_action_recognition_2d", task_settings(data), steps,
+                              optim=realdata.RECOGNITION_OPTIM)
     final, seconds = bench.train("penn_action_recognition_2d", config)
     metrics = final["action_recognition_2d"]
     baseline = realdata.knn1_baseline(data, EVAL_TRANSFORMS)

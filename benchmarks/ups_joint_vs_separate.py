@@ -8,7 +8,9 @@ The separate models are the ones the single-task benchmarks train (``nwucla_reco
 ``penn_recognition.py``, ``humaneva_lifting.py``, ``cmu_motion_prediction.py``, ``pkummd_detection.py``) with their
 default budgets; their results are read from ``<workdir>/results/`` after the joint run, and a benchmark whose
 result is missing is run then. The joint model
-has the same architecture and optimiser, and sees every task's data with the same per-task settings. Same budget:
+has the same architecture and optimiser (one difference since issue 14: the separate recognition models train their
+decoder at ``realdata.RECOGNITION_OPTIM``'s learning-rate scale, the joint decoder, which also writes coordinates, at
+1), and sees every task's data with the same per-task settings. Same budget:
 each task gets exactly as many optimizer steps (each on one batch of that task alone) as its separate model had --
 the round-robin weights are the separate step counts divided by their greatest common divisor, and the joint run
 has their sum. Same learning-rate schedule shape (warm-up + cosine over the whole run). Final-step numbers for both.

@@ -52,6 +52,24 @@ def test_table_formats_numbers_and_text():
     assert text.splitlines() == ["| name | top-1 | note |", "|---|---|---|", "| model | 12.35 |  |"]
 
 
+def test_validation_split_is_a_fixed_stratified_part_of_train(tmp_path):
+    import decoder_vs_head
+    from datasets import load_from_disk
+
+    rng = np.random.default_rng(0)
+    train = [(rng.normal(size=(10, 1, 25, 3)), i % 3) for i in range(60)]
+    data = _prepared(tmp_path, {"train": train, "test": train[:3]})
+    out = decoder_vs_head.carve_validation(data, tmp_path / "with_val", fraction=0.2, seed=0)
+    parts = load_from_disk(str(out))
+    assert set(parts) == {"train", "val"} and len(parts["train"]) == 48 and len(parts["val"]) == 12
+    assert sorted(np.bincount(parts["val"]["label"]).tolist()) == [4, 4, 4]  # 20 % of every class
+    rows = lambda split: {np.asarray(k).tobytes() for k in parts[split]["keypoint"]}  # noqa: E731
+    assert not rows("train") & rows("val")  # disjoint, and together the whole training split
+    assert len(rows("train") | rows("val")) == 60
+    again = load_from_disk(str(decoder_vs_head.carve_validation(data, tmp_path / "again", fraction=0.2, seed=0)))
+    assert rows("val") == {np.asarray(k).tobytes() for k in again["val"]["keypoint"]}  # fixed by its seed
+
+
 def test_nwucla_quick_run_end_to_end(tmp_path):
     real_data("NW-UCLA")
     result = subprocess.run([sys.executable, "benchmarks/nwucla_recognition.py", "--quick", "--steps", "4",

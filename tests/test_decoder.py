@@ -26,7 +26,7 @@ def text_table(seed=0):
 def make_decoder(seed=0, **kw):
     torch.manual_seed(seed)
     args = dict(vocab_size=V, d_text=D_TEXT, d_encoder=D_ENC, d_model=D, num_layers=2, num_heads=4, ffn=64,
-                dropout=0.0, max_positions=12)
+                dropout=0.0, max_positions=12, pooled_feature="none")  # the tokens-only memory path
     args.update(kw)
     decoder = UPSDecoder(**args)
     decoder.vocab.load_text_table(text_table())
@@ -182,3 +182,43 @@ def test_positions_beyond_the_longest_grammar_are_refused():
         decoder(tokens(length=6), temporal, spatial, mask, cache=cache)
         with pytest.raises(ConfigError, match="position 7"):
             decoder(tokens(length=1), temporal, spatial, mask, cache=cache)
+
+
+@pytest.mark.parametrize("use", ["memory", "bos"])
+def test_pooled_feature_reaches_the_decoder_and_the_cache_keeps_it(use):
+    # issue 14: the decoder may read DSTE's max-pooled feature g (the one a linear probe classifies)
+    decoder = make_decoder(pooled_feature=use)
+    temporal, spatial, mask = memory()
+    pooled = torch.randn(3, 2 * D_ENC, generator=torch.Generator().manual_seed(5))
+    ids = tokens()
+    with torch.no_grad():
+        a = decoder(ids, temporal, spatial, mask, pooled=pooled)
+        b = decoder(ids, temporal, spatial, mask, pooled=pooled + 1.0)
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        steps = [decoder(ids[:, p:p + 1], temporal, spatial, mask, cache=cache, pooled=pooled)
+                 for p in range(ids.shape[1])]
+    assert not torch.allclose(a, b, atol=1e-3)  # g matters
+    assert torch.allclose(torch.cat(steps, 1), a, atol=1e-5)  # and step-by-step decoding sees it the same way
+    if use == "memory":  # one more memory token, never masked
+        assert decoder.memory(temporal, spatial, pooled).shape == (3, T + S + 1, D)
+        assert decoder.memory_mask(temporal, mask).shape == (3, T + S + 1)
+        assert not decoder.memory_mask(temporal, mask)[:, -1].any()
+    with pytest.raises(ValueError, match="pass pooled="):
+        decoder(ids, temporal, spatial, mask)
+    with pytest.raises(ConfigError, match="pooled_feature 'sum'"):
+        make_decoder(pooled_feature="sum")
+
+
+def test_logits_over_some_tokens_equal_those_columns_of_the_full_logits():
+    for kind in ("dot", "cosine"):
+        emb = VocabularyEmbedding(V, D_TEXT, D, logits=kind)
+        emb.load_text_table(text_table())
+        with torch.no_grad():
+            emb.residual.normal_()
+            emb.bias.normal_()
+        h = torch.randn(2, 3, D)
+        ids = torch.tensor([2, 7, 30])
+        assert emb.logits(h, ids).shape == (2, 3, 3)
+        assert torch.allclose(emb.logits(h, ids), emb.logits(h)[..., ids], atol=1e-5)  # training path
+        with torch.no_grad():
+            assert torch.allclose(emb.logits(h, ids), emb.logits(h)[..., ids], atol=1e-5)  # cached table

@@ -140,3 +140,20 @@ def test_every_shipped_task_grammar_accepts_its_own_targets():
         if task.output.grammar != "segments":
             assert eot_allowed[real].tolist() == (np.arange(grammar.max_length) == grammar.max_length - 1)[
                 None].repeat(len(targets), 0)[real].tolist()
+
+
+def test_grammar_tokens_and_positional_states(tiny):
+    vocab, specs = tiny
+    for name, spec in specs.items():
+        if spec.output.grammar == "none":  # encoder-only
+            continue
+        grammar = build_grammar(spec, vocab)
+        assert np.array_equal(grammar.tokens, np.flatnonzero(grammar.table.any(axis=0)))
+        assert vocab.pad_id not in grammar.tokens and grammar.eot_id in grammar.tokens
+        positional = grammar.positional_states(grammar.max_length + 2)
+        if grammar.name == "segments":
+            assert positional is None  # the state depends on the tokens
+            continue
+        # a target that never ends: its states are the positional ones
+        never_ends = np.full((1, grammar.max_length + 2), grammar.table[0].argmax(), dtype=np.int64)
+        assert np.array_equal(grammar.states(never_ends)[0], positional)

@@ -86,6 +86,24 @@ def test_no_weight_decay_on_biases_norms_and_embeddings(config, states, vocab):
     assert "decoder.vocab.projection.weight" in decayed and "decoder.layers.0.mlp.0.weight" in decayed
 
 
+def test_decoder_learning_rate_scale_gets_its_own_groups(config, states, vocab):
+    from ups_toolkit.training.setup import build_model
+
+    table = np.zeros((len(vocab), 8), np.float32)
+    model = build_model(config, list(states.values()), vocab, table, "zeros")
+    plain = parameter_groups(model, 0.05)
+    groups = parameter_groups(model, 0.05, decoder_lr_scale=3.0)
+    assert len(groups) == 4 and [g["lr_scale"] for g in groups] == [1.0, 1.0, 3.0, 3.0]
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in groups:
+        in_decoder = {not names[id(p)].startswith("encoder.") for p in group["params"]}
+        assert in_decoder == {group["lr_scale"] == 3.0}
+    # the same weight-decay split as without the scale
+    decays = lambda gs: {id(p) for g in gs if g["weight_decay"] for p in g["params"]}  # noqa: E731
+    assert decays(groups) == decays(plain)
+    assert sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in plain)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # examples per sampling rule
 

@@ -87,6 +87,10 @@ def test_config_errors_name_the_problem():
         tiny_config(max_target_length=52)
     with pytest.raises(ConfigError, match="encoder: unknown key 'width'"):
         tiny_config(encoder={"width": 3})
+    with pytest.raises(ConfigError, match="label_smoothing 1.0 must lie in"):
+        tiny_config(label_smoothing=1.0)
+    with pytest.raises(ConfigError, match="pooled_feature 'sum' is not one of none, memory, bos"):
+        tiny_config(pooled_feature="sum")
     with pytest.raises(ConfigError, match="logits 'l2' is not one of dot, cosine"):
         tiny_config(logits="l2")
     with pytest.raises(ConfigError, match="task_specs names 'lift'"):
@@ -164,6 +168,79 @@ def test_a_disallowed_token_never_gets_probability(model):
         model.config.loss_over = "grammar"
         with torch.no_grad():
             model.decoder.vocab.bias.zero_()
+
+
+@pytest.mark.parametrize("task", sorted(TASK_INPUTS))
+@pytest.mark.parametrize("logits", ["dot", "cosine"])
+def test_training_forward_scores_only_the_grammar_tokens_with_the_loss_and_gradients_of_all(task, logits):
+    # forward(labels=...) projects and scores only the tokens the grammar allows somewhere (speed, issue 14); the
+    # loss and every gradient equal those of scoring the whole vocabulary table and masking it
+    model = tiny_model(seed=4, logits=logits).train()
+    with torch.no_grad():  # non-zero residual and bias, so their gradients are compared too
+        model.decoder.vocab.residual.normal_(0, 0.1)
+        model.decoder.vocab.bias.normal_(0, 0.1)
+    pose, layout = pose_for(task)
+    labels = targets_for(model, task)["labels"]
+    grammar = model.grammar(task, layout=layout)
+    tokens = torch.as_tensor(grammar.tokens)
+
+    def run(restricted):
+        torch.manual_seed(0)  # the same Gumbel route and dropout masks in both runs
+        model.zero_grad(set_to_none=True)
+        if restricted:
+            out = model(pose=pose, layout=layout, task=task, labels=labels)
+        else:
+            encoded = model.encoder(pose, layout=layout, task=task)
+            hidden = model(encoder_outputs=encoded, layout=layout, task=task,
+                           decoder_input_ids=torch.cat([model._bos(task, len(labels), "cpu"), labels[:, :-1]], 1)
+                           ).decoder_hidden_state
+            out = model.decoder.logits(hidden)  # every token
+            out = type("Out", (), {"loss": model.loss(out, labels, task=task, layout=layout), "logits": out})
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast, fast_grads = run(True)
+    full, full_grads = run(False)
+    assert torch.allclose(fast.loss, full.loss, atol=1e-5)
+    assert torch.allclose(fast.logits[..., tokens], full.logits[..., tokens].detach(), atol=1e-5)
+    outside = torch.ones(model.config.vocab_size, dtype=torch.bool)
+    outside[tokens] = False
+    assert torch.isneginf(fast.logits[..., outside]).all()  # never allowed by this grammar: not computed
+    assert fast_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        assert torch.allclose(fast_grads[name], grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_grammar_tensors_states_equal_the_grammar_states(model):
+    for task in sorted(TASK_INPUTS):
+        layout = TASK_INPUTS[task][0]
+        grammar = model.grammar(task, layout=layout)
+        labels = targets_for(model, task)["labels"]
+        states = model._grammar_tensors(grammar, "cpu").states(labels)
+        assert torch.equal(states, torch.as_tensor(grammar.states(labels.numpy()))), task
+
+
+@pytest.mark.parametrize("loss_over", ["grammar", "vocabulary"])
+def test_label_smoothing_spreads_over_the_tokens_the_softmax_covers(loss_over):
+    task = "action_recognition_3d"
+    pose, layout = pose_for(task)
+    labels = targets_for(tiny_model(seed=5), task)["labels"]
+    plain = tiny_model(seed=5, loss_over=loss_over).eval()
+    smooth = tiny_model(seed=5, loss_over=loss_over, label_smoothing=0.2).eval()
+    out = smooth(pose=pose, layout=layout, task=task, labels=labels)
+    assert torch.allclose(plain(pose=pose, layout=layout, task=task, labels=labels).logits, out.logits)
+    first = out.logits[:, 0]
+    if loss_over == "grammar":
+        label_set = smooth.vocabulary.label_set_ids("ntu60").tolist()
+        first = first[:, torch.as_tensor(label_set)]
+        targets = torch.tensor([label_set.index(int(token)) for token in labels[:, 0]])
+        eot_term = torch.zeros(len(labels))  # one allowed token (EOT): exactly 0, smoothed or not
+    else:
+        targets = labels[:, 0]
+        eot_term = F.cross_entropy(out.logits[:, 1], labels[:, 1], reduction="none", label_smoothing=0.2)
+    action_term = F.cross_entropy(first, targets, reduction="none", label_smoothing=0.2)
+    # (1 - ε)·CE + ε·mean CE over the covered tokens is torch's smoothing with ε spread uniformly over them
+    assert torch.allclose(out.loss, (action_term + eot_term).sum() / (2 * len(labels)), atol=1e-5)
 
 
 def test_full_vocabulary_loss_and_eot_weight():
@@ -490,6 +567,22 @@ def test_from_pretrained_in_process_restores_vocabulary_and_outputs(saved):
     half = UPSForSeq2Seq.from_pretrained(folder, dtype=torch.bfloat16).eval()
     assert half.encoder.dste.temporal_pe.dtype == torch.bfloat16
     assert half.predict(pose, layout, task)["tokens"].shape[0] == 2
+
+
+def test_a_model_saved_before_the_pooled_feature_option_loads_without_it(tmp_path):
+    from ups_toolkit.models import UPSForSeq2Seq
+
+    model = tiny_model(seed=9, pooled_feature="none").eval()
+    folder = tmp_path / "old"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["pooled_feature"]  # as written before issue 14
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = UPSForSeq2Seq.from_pretrained(folder).eval()
+    assert loaded.config.pooled_feature == "none" and loaded.decoder.pooled_proj is None
+    task, (pose, layout) = "action_recognition_3d", pose_for("action_recognition_3d")
+    assert torch.equal(loaded.predict(pose, layout, task)["tokens"], model.predict(pose, layout, task)["tokens"])
+    assert UPSForSeq2Seq.from_pretrained(folder, pooled_feature="none").config.pooled_feature == "none"
 
 
 def test_truncated_weights_are_reported(saved, tmp_path):

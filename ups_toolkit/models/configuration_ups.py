@@ -22,6 +22,7 @@ from ..errors import ConfigError
 
 LOGIT_KINDS = ("dot", "cosine")
 LOSS_SUPPORTS = ("grammar", "vocabulary")
+POOLED_FEATURE_USES = ("none", "memory", "bos")  # as decoder.POOLED_FEATURE_USES (this module imports no torch)
 
 
 class UPSConfig(PreTrainedConfig):
@@ -45,6 +46,11 @@ class UPSConfig(PreTrainedConfig):
         eot_weight: default loss weight of end-of-task tokens (targets 1, PAD 0).
         loss_over: ``grammar`` (cross-entropy over the grammar-allowed tokens at each position) or ``vocabulary``
             (full-vocabulary cross-entropy, for ablation).
+        label_smoothing: ε of label smoothing over the tokens the loss's softmax covers (0 = plain cross-entropy).
+        pooled_feature: how the decoder reads DSTE's max-pooled global feature g: ``bos`` (default: projected and
+            added to the BOS input embedding), ``memory`` (one more memory token) or ``none`` (only through the
+            temporal/spatial tokens; models saved before this option existed load as ``none``). Issue 14: on a
+            validation split of NW-UCLA ``bos`` helped and ``memory`` did not (BENCHMARKS.md).
         gumbel_temperature_start, gumbel_temperature_end: routing temperature annealing (D7).
         text_embedding_source: where the text table came from (encoder id, pooling); informational only.
 
@@ -82,6 +88,8 @@ class UPSConfig(PreTrainedConfig):
     logit_scale_init: float = 10.0
     eot_weight: float = 1.0
     loss_over: str = "grammar"
+    label_smoothing: float = 0.0
+    pooled_feature: str = "bos"
     gumbel_temperature_start: float = 1.0
     gumbel_temperature_end: float = 0.1
     text_embedding_source: str = ""
@@ -106,6 +114,8 @@ class UPSConfig(PreTrainedConfig):
         logit_scale_init: float = 10.0,
         eot_weight: float = 1.0,
         loss_over: str = "grammar",
+        label_smoothing: float = 0.0,
+        pooled_feature: str = "bos",
         gumbel_temperature_start: float = 1.0,
         gumbel_temperature_end: float = 0.1,
         text_embedding_source: str = "",
@@ -119,6 +129,7 @@ class UPSConfig(PreTrainedConfig):
         self.vocab_size, self.d_text, self.vocab_sha256 = int(vocab_size), int(d_text), str(vocab_sha256)
         self.vocab_residual, self.logits = bool(vocab_residual), str(logits)
         self.logit_scale_init, self.eot_weight, self.loss_over = float(logit_scale_init), float(eot_weight), loss_over
+        self.label_smoothing, self.pooled_feature = float(label_smoothing), str(pooled_feature)
         self.gumbel_temperature_start = float(gumbel_temperature_start)
         self.gumbel_temperature_end = float(gumbel_temperature_end)
         self.text_embedding_source = str(text_embedding_source)
@@ -144,6 +155,10 @@ class UPSConfig(PreTrainedConfig):
             problems.append(f"logits {self.logits!r} is not one of {', '.join(LOGIT_KINDS)}")
         if self.loss_over not in LOSS_SUPPORTS:
             problems.append(f"loss_over {self.loss_over!r} is not one of {', '.join(LOSS_SUPPORTS)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(f"label_smoothing {self.label_smoothing} must lie in [0, 1)")
+        if self.pooled_feature not in POOLED_FEATURE_USES:
+            problems.append(f"pooled_feature {self.pooled_feature!r} is not one of {', '.join(POOLED_FEATURE_USES)}")
         if self.eot_weight < 0:
             problems.append(f"eot_weight {self.eot_weight} must be >= 0")
         if not 0 < self.gumbel_temperature_end <= self.gumbel_temperature_start:

@@ -9,7 +9,10 @@
   wrapped as x + Dropout(f(LN x)); a final LayerNorm. Attention runs through PyTorch's ``scaled_dot_product_attention``.
 - Encoder memory (D6): the temporal tokens (N, T, d_enc) and the spatial tokens (N, S_max, d_enc) concatenated,
   projected by Linear(d_enc → d_model) when the widths differ, plus a learned stream-type embedding (0 temporal,
-  1 spatial); padded spatial slots are masked as keys.
+  1 spatial); padded spatial slots are masked as keys. ``pooled_feature`` also hands the decoder DSTE's max-pooled
+  global feature g (N, 2·d_enc), the feature a linear probe classifies (issue 14): ``memory`` appends
+  Linear(2·d_enc → d_model)(g) as one more memory token (stream type 2), ``bos`` adds it to the first (BOS) input
+  embedding; ``none`` leaves the decoder to find it in the tokens.
 - KV cache: a transformers ``EncoderDecoderCache(DynamicCache(), DynamicCache())``. Self-attention appends the new
   keys/values with ``self_attention_cache.update(k, v, layer_idx)``; cross-attention computes its keys/values from the
   memory once, stores them in ``cross_attention_cache`` and sets ``is_updated[layer_idx]``, then reuses
@@ -25,6 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+
+POOLED_FEATURE_USES = ("none", "memory", "bos")
 
 
 class VocabularyEmbedding(nn.Module):
@@ -57,33 +62,44 @@ class VocabularyEmbedding(nn.Module):
     def _tensors(self):
         return [t for t in (self.text_table, self.projection.weight, self.residual) if t is not None]
 
-    def table(self) -> torch.Tensor:
-        """(V, d_model) token embeddings e_i = W t_i (+ r_i)."""
+    def table(self, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, d_model) token embeddings e_i = W t_i (+ r_i); with ``token_ids`` (K,) only those rows (K, d_model)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in self._tensors()):
-            return self._compute_table()
+            # training: project only the rows asked for (all V rows cost V x d_text x d_model per step, forward
+            # and backward, and most of them are tokens the task's grammar never allows)
+            return self._compute_table() if token_ids is None else self._rows(token_ids)
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in self._tensors())
         if self._cached_key != key:
             self._cached_table, self._cached_key = self._compute_table(), key
-        return self._cached_table
+        return self._cached_table if token_ids is None else self._cached_table[token_ids]
 
     def _compute_table(self) -> torch.Tensor:
         table = self.projection(self.text_table.to(self.projection.weight.dtype))
         return table + self.residual if self.residual is not None else table
 
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """e_i for the token ids ``ids`` (any shape) → (*ids.shape, d_model), projecting only those rows."""
+        rows = self.projection(self.text_table[ids].to(self.projection.weight.dtype))
+        return rows + self.residual[ids] if self.residual is not None else rows
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(N, t) token ids → (N, t, d_model) input embeddings (no bias: b_i only shifts the logits)."""
         if torch.is_grad_enabled():  # training: project only the rows in use
-            rows = self.projection(self.text_table[ids].to(self.projection.weight.dtype))
-            return rows + self.residual[ids] if self.residual is not None else rows
+            return self._rows(ids)
         return F.embedding(ids, self.table())
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., d_model) decoder states → (..., V) logits, ``dot`` h·e_i + b_i or ``cosine`` s·cos(h, e_i) + b_i."""
-        table = self.table()
+    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., d_model) decoder states → (..., V) logits, ``dot`` h·e_i + b_i or ``cosine`` s·cos(h, e_i) + b_i.
+
+        ``token_ids`` (K,): score only these tokens → (..., K), column k for token ``token_ids[k]`` (the same
+        values as those columns of the full logits: every row of the table is normalised on its own).
+        """
+        table = self.table(token_ids)
+        bias = self.bias if token_ids is None else self.bias[token_ids]
         if self.logit_kind == "cosine":
             return self.logit_scale * F.normalize(hidden, dim=-1, eps=1e-6) @ F.normalize(table, dim=-1, eps=1e-6).T \
-                + self.bias
-        return hidden @ table.T + self.bias
+                + bias
+        return hidden @ table.T + bias
 
     def load_text_table(self, table: torch.Tensor) -> None:
         """Copy a (V, d_text) text-embedding table into the frozen buffer."""
@@ -187,38 +203,59 @@ class UPSDecoder(nn.Module):
 
     def __init__(self, *, vocab_size: int, d_text: int, d_encoder: int, d_model: int = 512, num_layers: int = 3,
                  num_heads: int = 8, ffn: int = 2048, dropout: float = 0.1, max_positions: int = 64,
-                 vocab_residual: bool = True, logits: str = "dot", logit_scale_init: float = 10.0):
+                 vocab_residual: bool = True, logits: str = "dot", logit_scale_init: float = 10.0,
+                 pooled_feature: str = "bos"):
         super().__init__()
+        if pooled_feature not in POOLED_FEATURE_USES:
+            raise ConfigError(f"pooled_feature {pooled_feature!r} is not one of {', '.join(POOLED_FEATURE_USES)}")
         self.max_positions = max_positions
+        self.pooled_feature = pooled_feature
         self.vocab = VocabularyEmbedding(vocab_size, d_text, d_model, residual=vocab_residual, logits=logits,
                                          logit_scale_init=logit_scale_init)
         self.positions = nn.Parameter(torch.zeros(max_positions, d_model))
         self.memory_proj = nn.Linear(d_encoder, d_model) if d_encoder != d_model else nn.Identity()
-        self.stream_embedding = nn.Parameter(torch.zeros(2, d_model))  # 0 temporal tokens, 1 spatial tokens
+        # stream types: 0 temporal tokens, 1 spatial tokens (, 2 the pooled-feature token)
+        self.stream_embedding = nn.Parameter(torch.zeros(3 if pooled_feature == "memory" else 2, d_model))
+        self.pooled_proj = nn.Linear(2 * d_encoder, d_model) if pooled_feature != "none" else None
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ffn, dropout, i) for i in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
 
-    def memory(self, temporal: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:
-        """(N, T, d_enc), (N, S, d_enc) → (N, T + S, d_model) projected tokens + stream-type embedding."""
+    def memory(self, temporal: torch.Tensor, spatial: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, T, d_enc), (N, S, d_enc) → (N, T + S, d_model) projected tokens + stream-type embedding; with
+        ``pooled_feature: memory`` one more token from ``pooled`` (N, 2·d_enc): (N, T + S + 1, d_model)."""
         t = temporal.shape[1]
         tokens = self.memory_proj(torch.cat([temporal, spatial], dim=1))
         stream = torch.ones(tokens.shape[1], dtype=torch.long, device=tokens.device)
         stream[:t] = 0
-        return tokens + self.stream_embedding[stream]
+        tokens = tokens + self.stream_embedding[stream]
+        if self.pooled_feature == "memory":
+            token = self.pooled_proj(self._pooled(pooled)) + self.stream_embedding[2]
+            tokens = torch.cat([tokens, token[:, None]], dim=1)
+        return tokens
 
-    @staticmethod
-    def memory_mask(temporal: torch.Tensor, spatial_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """(N, T + S) bool, True on padded spatial slots; None when nothing is padded."""
+    def _pooled(self, pooled: torch.Tensor | None) -> torch.Tensor:
+        if pooled is None:
+            raise ValueError(f"this decoder reads the pooled encoder feature (pooled_feature: "
+                             f"{self.pooled_feature}): pass pooled=")
+        return pooled
+
+    def memory_mask(self, temporal: torch.Tensor, spatial_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """(N, memory length) bool, True on padded spatial slots; None when nothing is padded."""
         if spatial_padding_mask is None or not spatial_padding_mask.any():
             return None
         n, t = temporal.shape[:2]
-        return torch.cat([spatial_padding_mask.new_zeros(n, t), spatial_padding_mask], dim=1)
+        parts = [spatial_padding_mask.new_zeros(n, t), spatial_padding_mask]
+        if self.pooled_feature == "memory":
+            parts.append(spatial_padding_mask.new_zeros(n, 1))
+        return torch.cat(parts, dim=1)
 
     def forward(self, input_ids: torch.Tensor, temporal: torch.Tensor, spatial: torch.Tensor,
-                spatial_padding_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+                spatial_padding_mask: torch.Tensor | None = None, cache=None,
+                pooled: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (N, t) new tokens (after the ``cache`` prefix, if any) → (N, t, d_model); ``cache`` is an
-        ``EncoderDecoderCache``."""
+        ``EncoderDecoderCache``; ``pooled`` (N, 2·d_enc) the encoder's pooled feature (read when
+        ``pooled_feature`` is not ``none``)."""
         n, t = input_ids.shape
         past = cache.get_seq_length() if cache is not None else 0
         if past + t > self.max_positions:
@@ -227,16 +264,19 @@ class UPSDecoder(nn.Module):
                 f"(max_target_length, the longest configured grammar); raise max_target_length in UPSConfig"
             )
         x = self.vocab.embed(input_ids) + self.positions[past: past + t]
+        if self.pooled_feature == "bos" and past == 0:  # position 0 holds BOS
+            x = torch.cat([x[:, :1] + self.pooled_proj(self._pooled(pooled))[:, None], x[:, 1:]], dim=1)
         x = self.drop(x)
         cached = cache is not None and all(cache.is_updated.get(i, False) for i in range(len(self.layers)))
-        memory = None if cached else self.memory(temporal, spatial)
+        memory = None if cached else self.memory(temporal, spatial, pooled)
         memory_mask = self.memory_mask(temporal, spatial_padding_mask)
         for layer in self.layers:
             x = layer(x, memory, memory_mask, cache)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.vocab.logits(hidden)
+    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, t, d_model) states → (N, t, V) logits, or (N, t, K) over ``token_ids`` (K,) only."""
+        return self.vocab.logits(hidden, token_ids)
 
 
 __all__ = ["CrossAttention", "DecoderLayer", "SelfAttention", "UPSDecoder", "VocabularyEmbedding"]

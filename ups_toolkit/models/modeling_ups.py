@@ -75,7 +75,8 @@ class UPSEncoderOutput(ModelOutput):
 
 @dataclass
 class UPSSeq2SeqOutput(ModelOutput):
-    """loss: scalar weighted CE (with ``labels``); logits: (N, L, V); cache: the ``EncoderDecoderCache`` when one was
+    """loss: scalar weighted CE (with ``labels``); logits: (N, L, V) (with ``labels`` and the grammar loss, -inf on
+    the tokens the task's grammar never allows: they are not computed); cache: the ``EncoderDecoderCache`` when one was
     passed or ``use_cache`` asked for one; decoder_hidden_state: (N, L, d_model) final-LN decoder states;
     encoder_pooled: (N, 2·d_enc); routes: (N, num_layers) encoder blocks used.
 
@@ -161,6 +162,41 @@ class GrammarLogitsProcessor(LogitsProcessor):
         states = torch.as_tensor(self.grammar.state(input_ids[:, 1:].cpu().numpy()))
         allowed = self.table[states].to(scores.device)
         return scores.masked_fill(~allowed, float("-inf"))
+
+
+class GrammarTensors:
+    """A grammar's masks as tensors on one device, for the training loss and decoding (built once, then cached).
+
+    table (S, V) bool and first_allowed (S,) the first allowed token per state; tokens (K,) the sorted ids of every
+    token the grammar allows somewhere, column (V,) a token's index in ``tokens`` (-1 outside), token_table (S, K)
+    and first_allowed_column (S,) the same masks over those columns only.
+    """
+
+    def __init__(self, grammar: Grammar, device):
+        self.grammar, self.device = grammar, device
+        self.table = torch.as_tensor(grammar.table, device=device)
+        self.first_allowed = self.table.to(torch.uint8).argmax(-1)
+        self.tokens = torch.as_tensor(grammar.tokens, dtype=torch.long, device=device)
+        self.column = torch.full((grammar.vocab_size,), -1, dtype=torch.long, device=device)
+        self.column[self.tokens] = torch.arange(len(self.tokens), device=device)
+        self.token_table = self.table[:, self.tokens]
+        self.first_allowed_column = self.column[self.first_allowed]
+        self._positional: dict[int, torch.Tensor | None] = {}
+
+    def states(self, targets: torch.LongTensor) -> torch.LongTensor:
+        """(N, L) state before each position of teacher-forced targets = ``grammar.states``, computed on the
+        targets' device when the state depends on the position alone (no host round trip per step)."""
+        length = targets.shape[1]
+        if length not in self._positional:
+            positional = self.grammar.positional_states(length)
+            self._positional[length] = None if positional is None else torch.as_tensor(positional,
+                                                                                       device=self.device)
+        positional = self._positional[length]
+        if positional is None:  # token-dependent states (segments)
+            return torch.as_tensor(self.grammar.states(targets.cpu().numpy()), device=targets.device)
+        is_eot = targets == self.grammar.eot_id
+        after_eot = (is_eot.cumsum(1) - is_eot.long()) > 0
+        return positional.expand_as(targets).masked_fill(after_eot, self.grammar.DONE)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -351,7 +387,8 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             vocab_size=config.vocab_size, d_text=config.d_text, d_encoder=encoder_config.d_model,
             d_model=config.d_model, num_layers=config.decoder_layers, num_heads=config.decoder_heads,
             ffn=config.ffn, dropout=config.dropout, max_positions=config.max_target_length,
-            vocab_residual=config.vocab_residual, logits=config.logits, logit_scale_init=config.logit_scale_init)
+            vocab_residual=config.vocab_residual, logits=config.logits, logit_scale_init=config.logit_scale_init,
+            pooled_feature=config.pooled_feature)
         self.vocabulary = vocabulary
         self._specs = {name: config.task_spec(name) for name in config.tasks}
         self._grammars: dict = {}
@@ -472,11 +509,22 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         hidden = self.decoder(decoder_input_ids, encoder_outputs.temporal, encoder_outputs.spatial,
-                              encoder_outputs.spatial_padding_mask, cache)
-        logits = self.decoder.logits(hidden)
+                              encoder_outputs.spatial_padding_mask, cache, pooled=encoder_outputs.pooled)
         loss = None
-        if labels is not None:
-            loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout)
+        if labels is not None and self.config.loss_over == "grammar":
+            # The grammar-restricted loss reads only the tokens the grammar allows somewhere (a recognition task:
+            # its label set and EOT, 11 of ~3,900 tokens), so only those rows of the vocabulary table are
+            # projected and scored. The other columns of ``logits`` are -inf: tokens this grammar never allows.
+            tokens = self._grammar_tensors(self.grammar(task, label_set, layout), device).tokens
+            logits = self.decoder.logits(hidden, tokens)
+            loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout,
+                             over_grammar_tokens=True)
+            logits = logits.new_full((*logits.shape[:-1], self.config.vocab_size), float("-inf")).index_copy(
+                -1, tokens, logits)
+        else:
+            logits = self.decoder.logits(hidden)
+            if labels is not None:
+                loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout)
         out = UPSSeq2SeqOutput(loss=loss, logits=logits, cache=cache, decoder_hidden_state=hidden,
                                encoder_pooled=encoder_outputs.pooled, routes=encoder_outputs.routes,
                                past_key_values=cache)
@@ -490,21 +538,29 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         return weights.masked_fill(labels == self._vocab().pad_id, 0.0)
 
     def loss(self, logits: torch.Tensor, labels: torch.LongTensor, label_weights: torch.Tensor | None = None, *,
-             task: str, label_set: str | None = None, layout: str | None = None) -> torch.Tensor:
+             task: str, label_set: str | None = None, layout: str | None = None,
+             over_grammar_tokens: bool = False) -> torch.Tensor:
         """Σ w·CE / Σ w over (N, L) positions, in fp32 (DESIGN.md D9).
 
         ``config.loss_over == "grammar"``: the softmax runs over the tokens the grammar allows at each position given
         the teacher-forced prefix; a weighted target the grammar forbids raises UPSError (a bug in the targets).
+        ``logits`` are (N, L, V), or with ``over_grammar_tokens`` (N, L, K): only the columns of the grammar's tokens
+        (:attr:`~ups_toolkit.tokenization.grammar.Grammar.tokens`, as ``forward`` computes them) — the same loss.
         """
         logits = logits.float()
         weights = self.default_label_weights(labels, task) if label_weights is None else label_weights.float()
         targets = labels
         if self.config.loss_over == "grammar":
             grammar = self.grammar(task, label_set, layout)
-            table, first_allowed = self._grammar_table(grammar, logits.device)
-            states = torch.as_tensor(grammar.states(labels.cpu().numpy()), device=logits.device)
-            allowed = table[states]  # (N, L, V)
-            ok = allowed.gather(-1, labels[..., None]).squeeze(-1)
+            tensors = self._grammar_tensors(grammar, logits.device)
+            states = tensors.states(labels)
+            if over_grammar_tokens:
+                table, first_allowed = tensors.token_table, tensors.first_allowed_column
+                columns = tensors.column[labels]  # -1 for a token outside the grammar
+            else:
+                table, first_allowed, columns = tensors.table, tensors.first_allowed, labels
+            allowed = table[states]  # (N, L, V or K)
+            ok = allowed.gather(-1, columns.clamp_min(0)[..., None]).squeeze(-1) & (columns >= 0)
             bad = ~ok & (weights > 0)
             if bad.any():
                 row, pos = (int(i) for i in bad.nonzero()[0])
@@ -513,17 +569,29 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
                                f"({self._vocab().keys[token]!r}), which the {grammar.name} grammar does not allow "
                                f"there")
             # unweighted positions (PAD) get a harmless allowed target so every term stays finite
-            targets = torch.where(ok, labels, first_allowed[states])
+            targets = torch.where(ok, columns, first_allowed[states])
             logits = logits.masked_fill(~allowed, float("-inf"))
-        nll = torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None]).squeeze(-1)
+        elif over_grammar_tokens:
+            raise ValueError("loss_over 'vocabulary' needs the logits of every token (over_grammar_tokens=False)")
+        else:
+            allowed = None
+        log_z = torch.logsumexp(logits, -1)
+        nll = log_z - logits.gather(-1, targets[..., None]).squeeze(-1)
+        smoothing = self.config.label_smoothing
+        if smoothing:
+            # label smoothing over the tokens the softmax covers (the allowed set, or the whole vocabulary):
+            # (1 - ε)·CE(target) + ε·mean over those tokens of CE(token); a position with one allowed token (EOT)
+            # stays exactly 0
+            finite = torch.ones_like(logits, dtype=torch.bool) if allowed is None else allowed
+            mean_logit = logits.masked_fill(~finite, 0.0).sum(-1) / finite.sum(-1).clamp_min(1)
+            nll = (1.0 - smoothing) * nll + smoothing * (log_z - mean_logit)
         return (nll * weights).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
-    def _grammar_table(self, grammar: Grammar, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The grammar's (S, V) bool mask table on ``device`` and the first allowed token of each state (S,)."""
-        key = ("table", id(grammar), str(device))
+    def _grammar_tensors(self, grammar: Grammar, device) -> GrammarTensors:
+        """The grammar's masks as tensors on ``device``, built once per (grammar, device)."""
+        key = ("tensors", id(grammar), str(device))
         if key not in self._grammars:
-            table = torch.as_tensor(grammar.table, device=device)
-            self._grammars[key] = table, table.to(torch.uint8).argmax(-1)
+            self._grammars[key] = GrammarTensors(grammar, device)
         return self._grammars[key]
 
     def coordinate_expectation(self, logits: torch.Tensor, task: str, layout: str | None = None) -> torch.Tensor:
@@ -566,7 +634,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         """
         vocab = self._vocab()
         n, device = encoder_outputs.pooled.shape[0], encoder_outputs.pooled.device
-        table, _ = self._grammar_table(grammar, device)
+        table = self._grammar_tensors(grammar, device).table
         eot, pad = vocab.eot_token(task), vocab.pad_id
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if use_cache else None
         inputs = self._bos(task, n, device)
@@ -575,7 +643,8 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         finished = torch.zeros(n, dtype=torch.bool, device=device)
         for step in range(grammar.max_length):
             hidden = self.decoder(inputs[:, -1:] if use_cache else inputs, encoder_outputs.temporal,
-                                  encoder_outputs.spatial, encoder_outputs.spatial_padding_mask, cache)
+                                  encoder_outputs.spatial, encoder_outputs.spatial_padding_mask, cache,
+                                  pooled=encoder_outputs.pooled)
             logits = self.decoder.logits(hidden[:, -1]).float()
             if on_step is not None:
                 on_step(step, logits)
@@ -693,7 +762,10 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Load a saved UPS model with its vocabulary; a corrupt or mismatched checkpoint raises ConfigError naming
         the file (see :func:`check_checkpoint`)."""
-        _, vocab = check_checkpoint(pretrained_model_name_or_path, **kwargs)
+        saved, vocab = check_checkpoint(pretrained_model_name_or_path, **kwargs)
+        if "config" not in kwargs and "pooled_feature" not in saved:
+            # saved before the option existed (issue 14): that decoder had no pooled-feature input
+            kwargs["pooled_feature"] = "none"
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
                                               output_loading_info=True, **kwargs)
@@ -747,6 +819,6 @@ def register_auto_classes() -> None:
 register_auto_classes()
 
 __all__ = [
-    "GrammarLogitsProcessor", "UPSEncoder", "UPSEncoderOutput", "UPSForSeq2Seq", "UPSPreTrainedModel",
+    "GrammarLogitsProcessor", "GrammarTensors", "UPSEncoder", "UPSEncoderOutput", "UPSForSeq2Seq", "UPSPreTrainedModel",
     "UPSSeq2SeqOutput", "check_checkpoint", "check_safetensors", "register_auto_classes",
 ]

@@ -67,6 +67,18 @@ class Grammar:
         targets = self._prefix(targets)
         return np.stack([self.state(targets[:, :p]) for p in range(targets.shape[1])], axis=1)
 
+    @property
+    def tokens(self) -> np.ndarray:
+        """(K,) sorted ids of every token the grammar allows somewhere: the only columns a grammar-restricted loss
+        needs to score."""
+        return np.flatnonzero(self.table.any(axis=0))
+
+    def positional_states(self, length: int) -> np.ndarray | None:
+        """(length,) state of each position of a target that has not ended, when the state depends on the position
+        alone (then ``states(targets)`` = this, with the finished state after EOT); None when it depends on the
+        tokens (segments)."""
+        return None
+
     def allowed(self, prefix) -> np.ndarray:
         """(B, V) bool mask of the tokens allowed next."""
         return self.table[self.state(prefix)]
@@ -95,10 +107,12 @@ class ActionGrammar(Grammar):
         state[self.finished(prefix)] = self.DONE
         return state
 
+    def positional_states(self, length: int) -> np.ndarray:
+        return np.minimum(np.arange(length), self.DONE)
+
     def states(self, targets) -> np.ndarray:
         targets = self._prefix(targets)
-        positions = np.minimum(np.arange(targets.shape[1]), self.DONE)
-        states = np.broadcast_to(positions, targets.shape).copy()
+        states = np.broadcast_to(self.positional_states(targets.shape[1]), targets.shape).copy()
         after_eot = np.cumsum(targets == self.eot_id, axis=1) - (targets == self.eot_id) > 0
         states[after_eot] = self.DONE
         return states
@@ -131,9 +145,12 @@ class CoordinateGrammar(Grammar):
         state[self.finished(prefix)] = self.DONE
         return state
 
+    def positional_states(self, length: int) -> np.ndarray:
+        return self._state_at(np.arange(length))
+
     def states(self, targets) -> np.ndarray:
         targets = self._prefix(targets)
-        states = np.broadcast_to(self._state_at(np.arange(targets.shape[1])), targets.shape).copy()
+        states = np.broadcast_to(self.positional_states(targets.shape[1]), targets.shape).copy()
         after_eot = np.cumsum(targets == self.eot_id, axis=1) - (targets == self.eot_id) > 0
         states[after_eot] = self.DONE
         return states

@@ -227,6 +227,8 @@ SCHEMA = {
         "min_lr_ratio": Leaf(_float(0.0, 1.0), 0.01),
         "grad_clip": Leaf(_float(0.0, nullable=True), 1.0),
         "grad_accum": Leaf(_int(1), 1, "micro-batches of one task per optimizer step"),
+        "decoder_lr_scale": Leaf(_float(0.0, exclusive_min=True), 1.0,
+                                 "learning rate of the decoder (everything outside the encoder) / optim.lr"),
     },
     "training": {
         "steps": Leaf(_int(1), 1000, "optimizer steps of the joint stage"),

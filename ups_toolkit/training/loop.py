@@ -61,17 +61,25 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def parameter_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices, none on 1-D tensors (biases, norms) and embedding tables."""
-    decay, no_decay = [], []
+def parameter_groups(model, weight_decay: float, decoder_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: decay on weight matrices, none on 1-D tensors (biases, norms) and embedding tables. With
+    ``decoder_lr_scale`` != 1 the decoder's parameters (every one outside ``encoder.``) form their own groups, whose
+    ``lr_scale`` multiplies the learning rate."""
+    groups: dict[tuple[bool, bool], list] = {}
+    split = decoder_lr_scale != 1.0
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or any(name.endswith(n) or f".{n}." in name for n in NO_DECAY_NAMES):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decays = not (p.ndim < 2 or any(name.endswith(n) or f".{n}." in name for n in NO_DECAY_NAMES))
+        in_decoder = split and not name.startswith("encoder.")
+        groups.setdefault((in_decoder, decays), []).append(p)
+    out = []
+    for in_decoder in (False, True) if split else (False,):
+        for decays in (True, False):
+            scale = decoder_lr_scale if in_decoder else 1.0
+            out.append({"params": groups.get((in_decoder, decays), []), "weight_decay": weight_decay if decays else 0.0,
+                        "lr_scale": scale})
+    return out
 
 
 class TrainerState:
@@ -211,8 +219,10 @@ class Trainer:
         if not self.stages[0][1]:
             raise ConfigError(f"{config.source}: key 'tasks': no task has a 'train' dataset")
         optim = config["optim"]
-        optimizer = torch.optim.AdamW(parameter_groups(model, optim["weight_decay"]), lr=optim["lr"],
-                                      betas=tuple(optim["betas"]), eps=optim["eps"])
+        groups = parameter_groups(model, optim["weight_decay"], optim["decoder_lr_scale"])
+        for group in groups:
+            group["lr"] = optim["lr"] * group["lr_scale"]
+        optimizer = torch.optim.AdamW(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"])
         self.schedule = WarmupCosine(config["training"]["steps"], optim["warmup_ratio"], optim["min_lr_ratio"])
         # stepped by us once per optimizer step (a prepared scheduler would step once per process)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
@@ -338,7 +348,7 @@ class Trainer:
         lr = self.config["finetune"]["lr"] or self.config["optim"]["lr"] / 10
         self.schedule.total = steps
         self.schedule.warmup = int(round(self.config["optim"]["warmup_ratio"] * steps))
-        self.scheduler.base_lrs = [lr for _ in self.scheduler.base_lrs]
+        self.scheduler.base_lrs = [lr * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
         self.scheduler.last_epoch = -1
         self.scheduler.step()
 
