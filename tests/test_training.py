@@ -120,6 +120,30 @@ def test_recognition_resamples_the_whole_sequence(states):
     assert codec.label_set == "synthetic"
 
 
+def test_recognition_train_crop_takes_a_random_span_in_training_only(states):
+    from ups_toolkit.training.task_data import TaskExamples
+
+    state = states["action_recognition_3d"]
+    spec = state.spec.with_overrides({"input": {"train_crop": 0.5}})
+    assert spec.input.params == {"train_crop": 0.5} and state.spec.input.params == {"train_crop": 1.0}
+    keypoint = state.train_split.sample(3)["keypoint"]
+    n = len(keypoint)
+    train = TaskExamples(spec, state.train_split, state.settings, train=True)
+    spans = set()
+    for epoch in range(8):
+        pose = train.example(3, np.random.default_rng([0, 0, epoch, 3]))["pose"]
+        # the example is the resampled span keypoint[start:start + length] for some length >= n / 2
+        matches = [(a, k) for k in range(math.ceil(n / 2), n + 1) for a in range(n - k + 1)
+                   if np.array_equal(pose, resize_frames(keypoint[a:a + k], 64))]
+        assert matches, f"epoch {epoch}: not a resampled span of at least half the sequence"
+        spans.add(matches[0])
+    assert len(spans) > 1  # drawn anew per (seed, epoch, item)
+    evaluation = TaskExamples(spec, state.train_split, state.settings, train=False)
+    np.testing.assert_array_equal(evaluation.example(3, None)["pose"], resize_frames(keypoint, 64))
+    with pytest.raises(ConfigError, match="input.train_crop.*a ratio in \\(0, 1\\]"):
+        state.spec.with_overrides({"input": {"train_crop": 0}})
+
+
 def test_early_prediction_sees_only_the_observed_prefix(states):
     state = states["early_action_prediction"]
     examples = state.eval_examples

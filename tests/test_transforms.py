@@ -22,6 +22,7 @@ from ups_toolkit.skeleton.transforms import (
     Resize,
     Rotate,
     Shear,
+    Streams,
     TransformInputError,
     build_transforms,
     resize_frames,
@@ -169,6 +170,32 @@ def test_motion_is_the_next_frame_difference_with_last_frame_zero():
     np.testing.assert_allclose(motion[:-1], sample["keypoint"][1:] - sample["keypoint"][:-1], atol=1e-6)
     np.testing.assert_array_equal(motion[-1], 0)
     np.testing.assert_array_equal(Motion()(make_sample(t=1))["keypoint"], 0)
+
+
+def test_streams_concatenate_joint_bone_and_motions_along_channels():
+    sample = make_sample(t=6)
+    kp = sample["keypoint"]
+    out = Streams(streams=["joint", "bone", "joint_motion", "bone_motion"])(sample)["keypoint"]
+    assert out.shape == kp.shape[:-1] + (12,) and out.dtype == np.float32
+    bone = Bone()(sample)["keypoint"]
+    np.testing.assert_array_equal(out[..., 0:3], kp)
+    np.testing.assert_array_equal(out[..., 3:6], bone)
+    np.testing.assert_array_equal(out[..., 6:9], Motion()(sample)["keypoint"])
+    np.testing.assert_array_equal(out[..., 9:12], Motion()({**sample, "keypoint": bone})["keypoint"])
+    # order is the config's; a 2D pose gets 2 channels per stream; pyskl's bone table is reachable
+    two_d = make_sample(t=4, layout="coco17", c=2)
+    flipped = Streams(streams=["bone", "joint"], bone_variant=None)(two_d)["keypoint"]
+    np.testing.assert_array_equal(flipped[..., 2:], two_d["keypoint"])
+    assert flipped.shape[-1] == 4
+    pyskl = Streams(streams=["bone"], bone_variant="pyskl")(sample)["keypoint"]
+    np.testing.assert_array_equal(pyskl, Bone(bone_variant="pyskl")(sample)["keypoint"])
+    assert build_transforms([{"type": "Streams", "streams": ["joint", "bone"]}]).transforms[0] == Streams()
+
+
+@pytest.mark.parametrize("streams", [[], ["joint", "joint"], ["joint", "velocity"]])
+def test_streams_rejects_empty_repeated_or_unknown_names(streams):
+    with pytest.raises(ConfigError, match="Streams: streams must be distinct names from joint, bone"):
+        Streams(streams=streams)
 
 
 # ---------------------------------------------------------------------------------------------------- view normalisation

@@ -50,6 +50,7 @@ __all__ = [
     "Resize",
     "Rotate",
     "Shear",
+    "Streams",
     "Transform",
     "TransformInputError",
     "bone_features",
@@ -444,6 +445,40 @@ class Motion(Transform):
         return {**sample, "keypoint": motion_features(_keypoint(sample, self.name))}
 
 
+STREAMS = ("joint", "bone", "joint_motion", "bone_motion")
+
+
+@dataclass
+class Streams(Transform):
+    """Concatenate input streams along the channel axis: (T, M, V, C) -> (T, M, V, C · len(streams)).
+
+    The streams the GCNs ensemble (pyskl's ``GenSkeFeat``), fed to one encoder as channels instead of one model per
+    stream: ``joint`` (the coordinates), ``bone`` (:func:`bone_features`), ``joint_motion`` and ``bone_motion``
+    (:func:`motion_features` of each). Apply last, after the spatial augmentations, so that every stream sees the
+    same rotated skeleton; the encoder's ``in_channels`` must be at least C · len(streams).
+    """
+
+    streams: list = field(default_factory=lambda: ["joint", "bone"])
+    bone_variant: str | None = None
+
+    def __post_init__(self):
+        self.streams = list(self.streams)
+        unknown = [s for s in self.streams if s not in STREAMS]
+        if not self.streams or unknown or len(set(self.streams)) != len(self.streams):
+            raise ConfigError(f"Streams: streams must be distinct names from {', '.join(STREAMS)}, got {self.streams}")
+
+    def __call__(self, sample, rng=None):
+        kp = _keypoint(sample, self.name)
+        made = {"joint": kp}
+        if any(s.startswith("bone") for s in self.streams):
+            made["bone"] = bone_features(kp, _layout(sample, self.name, kp), self.bone_variant)
+        if "joint_motion" in self.streams:
+            made["joint_motion"] = motion_features(kp)
+        if "bone_motion" in self.streams:
+            made["bone_motion"] = motion_features(made["bone"])
+        return {**sample, "keypoint": np.concatenate([made[s] for s in self.streams], axis=-1)}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Temporal
 
@@ -632,8 +667,8 @@ class Flip(Transform):
 TRANSFORMS: dict[str, type[Transform]] = {
     cls.__name__: cls
     for cls in (
-        Compose, RandomApply, RandomChoice, PreNormalize3D, PreNormalize2D, Bone, Motion, Resize, CropResize, Shear,
-        Rotate, JointMask, JointLinearMap, Flip,
+        Compose, RandomApply, RandomChoice, PreNormalize3D, PreNormalize2D, Bone, Motion, Streams, Resize, CropResize,
+        Shear, Rotate, JointMask, JointLinearMap, Flip,
     )
 }
 

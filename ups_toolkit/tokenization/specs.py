@@ -33,8 +33,11 @@ COORDINATE_SPACES = ("root_relative", "residual_to_last_observed")
 
 # Sampling modes of the task input and the settings each takes: (type, required, default, check, description).
 SAMPLING_MODES: dict[str, dict[str, tuple]] = {
-    # whole valid sequence resampled to `frames` (recognition, retrieval)
-    "whole_sequence": {},
+    # whole valid sequence resampled to `frames` (recognition, retrieval); in training, optionally a random span of
+    # at least `train_crop` of it (temporal crop augmentation; evaluation always takes the whole sequence)
+    "whole_sequence": {
+        "train_crop": ((int, float), False, 1.0, lambda v: 0 < v <= 1, "a ratio in (0, 1]"),
+    },
     # first ceil(r * n) valid frames resampled to `frames`, r from options.obs_ratios (early prediction)
     "observed_prefix": {},
     # `frames` consecutive frames around the target frame(s), edge-replicated at borders (pose estimation)

@@ -5,7 +5,7 @@ One :class:`TaskExamples` turns the samples of one split into examples of one ta
 
 | sampling | training item | evaluation items | input | target |
 |---|---|---|---|---|
-| whole_sequence | a sequence | every sequence | all n valid frames resampled to T | the label |
+| whole_sequence | a sequence (a random span of >= train_crop of it) | every sequence | all n valid frames resampled to T | the label |
 | observed_prefix | a sequence, ratio random or fixed | (sequence, ratio) pairs | first n_obs frames resampled | the label |
 | consecutive | a sequence, random centre frame | (sequence, frame) every k-th frame | T consecutive 2D frames around the frame (edge-replicated or zero past the ends, optional stride) | root-relative 3D of the centre frame T//2 |
 | observed_window | a sequence, random window | evenly spaced windows | observed_frames frames resampled to T | K future residuals to the last observed frame |
@@ -249,6 +249,12 @@ class TaskExamples:
         return out
 
     def _whole_sequence(self, item, sample, keypoint, rng):
+        crop = float(self.params.get("train_crop", 1.0))
+        if self.train and crop < 1.0:  # a span of U[crop, 1] of the n frames at a uniform start
+            n = len(keypoint)
+            length = max(1, min(n, int(np.ceil(n * rng.uniform(crop, 1.0)))))
+            start = int(rng.integers(0, n - length + 1))
+            keypoint = keypoint[start : start + length]
         pose = self._transform(resize_frames(keypoint, self.frames), sample, rng)
         return {"pose": pose, **self._action_target(sample)}
 
