@@ -36,14 +36,18 @@ TEMPORAL_CROP = 0.5  # training draws a random span of 50-100 % of the valid fra
 
 JBM = ["joint", "bone", "joint_motion", "bone_motion"]
 # Each recipe is one set of changes from "chosen" (decoder_vs_head.py's chosen defaults: joint stream, whole sequence):
-# ``streams`` (input streams as channels, 3 each, computed after the augmentations), ``temporal_crop`` (training takes a
-# random span of 50-100 % of the valid frames before resampling them to 64: the task's ``input.train_crop``), ``model`` (UPSConfig overrides).
+# ``augment_p`` (the probability of the rotation and of the shear; 0.5 in BASE_TRANSFORMS), ``streams`` (input
+# streams as channels, 3 each, computed after the augmentations), ``temporal_crop`` (training takes a random span of
+# 50-100 % of the valid frames before resampling them to 64: the task's ``input.train_crop``), ``model`` (UPSConfig
+# overrides).
 RECIPES: dict[str, dict] = {
     "chosen (joint only)": {},
     "joint + bone": {"streams": ["joint", "bone"]},
     "joint + bone + motions": {"streams": JBM},
     "temporal crop": {"temporal_crop": True},
     "width 160": {"model": {"encoder": {"d_model": 160, "num_heads": 4}}},
+    "rotation and shear always": {"augment_p": 1.0},
+    "drop-path 0.3": {"model": {"encoder": {"drop_path": 0.3}}},
 }
 
 
@@ -61,6 +65,8 @@ def recipe_settings(data, eval_split: str, change: dict) -> tuple[dict, dict]:
     settings["eval"] = {"path": str(data), "split": eval_split}
     train, evaluate = copy.deepcopy(BASE_TRANSFORMS), [{"type": "PreNormalize3D"}]
     model = copy.deepcopy(change.get("model", {}))
+    if "augment_p" in change:  # the rotation and shear of BASE_TRANSFORMS applied with this probability
+        train = [{**t, "p": change["augment_p"]} if t["type"] == "RandomApply" else t for t in train]
     if change.get("temporal_crop"):
         settings["overrides"] = {"input": {"train_crop": TEMPORAL_CROP}}
     if change.get("streams"):
