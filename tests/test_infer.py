@@ -242,7 +242,7 @@ def test_motion_prediction_future_frames_against_the_truth(run_dir, tmp_path, ca
     assert (out / f"000_{records[0]['sample_id']}_motion.png").is_file()
     assert f"predicted {FUTURE} future frames" in stdout
     # by default the model observes the last 30 frames and predicts beyond the end of the input
-    from ups_toolkit.inference.examples import motion_starts
+    from ups_toolkit.kinds.motion_prediction import motion_starts
 
     clips = [{"keypoint": np.zeros((n, 1, 17, 3))} for n in (30, 75)]
     assert motion_starts(clips, 30, None) == [0, 45] and motion_starts(clips, 30, 0) == [0, 0]

@@ -269,7 +269,7 @@ def test_detection_windows_and_their_targets(states):
     window[: len(part)] = part
     np.testing.assert_array_equal(example["pose"], resize_frames(window, 64))
     decoded = [(s.label, s.start, s.end) for s in codec.decode(example["target"])]
-    assert decoded == window_targets(state.eval_segments[0], 128, 256, 0.5)
+    assert decoded == window_targets(state.eval_truth[0], 128, 256, 0.5)
 
 
 def test_window_targets_merging_and_nms():
@@ -296,19 +296,19 @@ def _perfect_arrays(state):
     examples = state.eval_examples
     items = [examples.example(i, None) for i in range(len(examples))]
     arrays = {"item": np.arange(len(items)), "label": np.array([e["label"] for e in items])}
-    if state.grammar == "action":
+    if state.spec.output.grammar == "action":  # the test builds what each grammar decodes
         scores = np.zeros((len(items), examples.codec.num_classes))
         scores[np.arange(len(items)), arrays["label"]] = 1.0
         arrays["scores"] = scores
         if "ratio" in items[0]:
             arrays["ratio"] = np.array([e["ratio"] for e in items])
-    elif state.grammar == "coordinates":
+    elif state.spec.output.grammar == "coordinates":
         arrays["target"] = np.stack([e["coords"] for e in items])
         arrays["coords"] = arrays["soft"] = arrays["target"].copy()
     else:
         rows = []
         for e in items:
-            segs = window_targets(state.eval_segments[e["sequence"]], e["window_start"], 256, 0.5)
+            segs = window_targets(state.eval_truth[e["sequence"]], e["window_start"], 256, 0.5)
             row = np.full((10, 4), -1.0)
             row[: len(segs)] = [[l, s, t, 1.0] for l, s, t in segs]
             rows.append(row)

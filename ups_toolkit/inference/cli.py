@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DataFormatError, UPSError
+from ..kinds import find_kind, kind_class
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,24 +89,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _check_options(args, spec_sampling: str, task: str, model_task: str) -> None:
+# the options only some kinds take: option -> (flag, the kinds it is for, in words)
+KIND_OPTIONS = {"observe": ("--observe", "early prediction (observed-prefix tasks)"),
+                "start": ("--start", "motion prediction"),
+                "gallery": ("--gallery", "retrieval")}
+
+
+def _check_options(args, kind, task: str) -> None:
+    """Refuse what no run of this task kind reads (``kind.inference_options``) before any model is loaded."""
     if args.visualize and not args.out:
         raise ConfigError("--visualize writes pictures into --out DIR: give --out")
     if args.top_k < 1 or args.batch_size < 1 or args.max_figures < 0 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--top-k, --batch-size and --threads must be at least 1, --max-figures at least 0")
+    for option, (flag, meant_for) in KIND_OPTIONS.items():
+        if getattr(args, option) is not None and option not in kind.inference_options:
+            raise ConfigError(f"{flag} is for {meant_for}, not {task!r}")
     if args.observe is not None:
-        if spec_sampling != "observed_prefix":
-            raise ConfigError(f"--observe is for early prediction (observed-prefix tasks), not {task!r}")
         bad = [r for r in args.observe if not 0 < r <= 1]
         if bad:
             raise ConfigError(f"--observe {bad[0]}: an observation ratio lies in (0, 1]")
-    if args.start is not None and spec_sampling != "observed_window":
-        raise ConfigError(f"--start is for motion prediction, not {task!r}")
-    retrieval = task != model_task
-    if retrieval and not args.gallery:
+    if "gallery" in kind.inference_options and not args.gallery:
         raise ConfigError(f"task {task!r} searches a gallery: give --gallery PREPARED_DIR")
-    if args.gallery and not retrieval:
-        raise ConfigError(f"--gallery is for retrieval, not {task!r}")
 
 
 def load_model(path: Path, device: str, threads: int | None = None):
@@ -142,12 +146,15 @@ def run(args) -> int:
     # cheap checks first: no torch until the task, the model folder and the options are known to be usable
     info = read_model_info(args.model)
     model_task = check_task(args.task, info)
-    sampling = (info.task_specs.get(model_task) or {}).get("input", {}).get("sampling", "")
-    if model_task != args.task:
+    if model_task == args.task:
+        raw = info.task_specs.get(model_task) or {}
+        kind = find_kind(raw.get("input", {}).get("sampling", ""), raw.get("output", {}).get("grammar", ""),
+                         raw.get("kind"), f"{info.path / 'config.json'} task_specs[{model_task!r}]")
+    else:  # an encoder-only task served by the route of a model task
         from ..tokenization.specs import load_task
 
-        sampling = load_task(args.task).input.sampling
-    _check_options(args, sampling, args.task, model_task)
+        kind = kind_class(load_task(args.task))
+    _check_options(args, kind, args.task)
     recipe = task_recipe(args.task, info, find_run_config(info.path, args.config), args.label_set)
 
     from .inputs import read_inputs
@@ -184,12 +191,12 @@ def run(args) -> int:
         if args.visualize:
             from .figures import make_figures
 
-            written += make_figures(args.task, results, Path(args.out), routes=model.routes(),
+            written += make_figures(args.task, results, Path(args.out), kind(recipe.spec), routes=model.routes(),
                                     max_inputs=args.max_figures)
     if not args.quiet:
         from .report import summary_lines
 
-        print("\n".join(summary_lines(header, results)))
+        print("\n".join(summary_lines(header, results, kind(recipe.spec))))
         if written:
             print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} to {args.out}: "
                   f"{', '.join(p.name for p in written[:6])}{' ...' if len(written) > 6 else ''}")

@@ -94,31 +94,6 @@ class InferenceExamples(TaskExamples):
         self.motion_starts = list(motion_starts) if motion_starts is not None else None
         super().__init__(recipe.spec, split, settings, train=False, codec=None, transforms=recipe.transforms)
 
-    def _items(self) -> list[tuple]:
-        if self.sampling == "observed_window":
-            return [(i, int(start)) for i, start in enumerate(self.motion_starts)]
-        return super()._items()
-
     def motion_window(self, seq: int, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """Person 1 of the transformed motion clip starting at ``start``: (observed (obs, V, 3), the frames after it
-        that exist (K' <= K, V, 3)), in the space the model predicts in (after the task's transforms)."""
-        sample = self.split.sample(seq)
-        obs, k = self._clip_frames()
-        keypoint = np.asarray(sample["keypoint"], np.float32)
-        clip = self._transform(keypoint[start: start + obs + k], sample, None)
-        return np.asarray(clip[:obs, 0], np.float64), np.asarray(clip[obs:, 0], np.float64)
-
-
-def motion_starts(samples: list[dict], observed: int, start: int | None) -> list[int]:
-    """First observed frame per sample: ``start`` when given, else the last ``observed`` frames."""
-    out = []
-    for sample in samples:
-        n = len(sample["keypoint"])
-        first = n - observed if start is None else int(start)
-        if n < observed or first < 0 or first + observed > n:
-            need = f"frames {first}..{first + observed - 1}" if start is not None else f"{observed} frames"
-            raise DataFormatError(f"motion prediction observes {observed} frames (the model's observed_frames) and "
-                                  f"needs {need}, but the sequence has {n}", file=sample.get("source"),
-                                  sample=sample.get("sample_id"))
-        out.append(first)
-    return out
+        """Motion prediction: the observed frames and the true frames after them (``MotionPrediction.motion_window``)."""
+        return self.kind.motion_window(self, seq, start)

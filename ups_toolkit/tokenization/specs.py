@@ -314,6 +314,7 @@ class TaskSpec:
     options: dict
     path: str = ""
     raw: dict = field(default_factory=dict, repr=False, compare=False)  # the parsed YAML, for checkpoints
+    kind: str | None = None  # a registered task kind (ups_toolkit.kinds); None: the one of (sampling, grammar)
 
     @property
     def has_decoder(self) -> bool:
@@ -462,7 +463,7 @@ def parse_task(data: dict, source, *, expected_name: str | None = None,
     """Validate one task definition. ``coordinates`` enables the checks against ``coordinates.yaml`` (axes exist,
     n_time_bins fits the temporal family)."""
     w = _Where(source)
-    w.mapping(data, None, {"name", "display_name", "input", "output", "metrics"}, {"eot_prompt", "options"})
+    w.mapping(data, None, {"name", "display_name", "input", "output", "metrics"}, {"eot_prompt", "options", "kind"})
     name = w.text(data["name"], "name")
     if expected_name is not None and name != expected_name:
         raise w.error("name", f"is {name!r} but the file is named {expected_name}.yaml")
@@ -499,6 +500,7 @@ def parse_task(data: dict, source, *, expected_name: str | None = None,
         options=dict(options),
         path=str(source),
         raw=copy.deepcopy(data),
+        kind=w.text(data["kind"], "kind") if "kind" in data else None,
     )
 
 

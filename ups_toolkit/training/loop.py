@@ -311,11 +311,9 @@ class Trainer:
                 out = model(pose=batch["pose"], layout=layout, task=name, labels=batch["labels"],
                             label_set=state.label_set)
                 loss = out.loss
-                if l1_weight and state.grammar == "coordinates":
-                    soft = unwrapped.coordinate_expectation(out.logits, name, layout)
-                    loss = loss + l1_weight * (soft - batch["coords"].to(soft.dtype)).abs().mean()
-                elif l1_weight and state.grammar == "segments":
-                    loss = loss + l1_weight * unwrapped.time_expectation_l1(out.logits, batch["labels"], name)
+                extra = state.kind.auxiliary_loss(unwrapped, out.logits, batch, layout, l1_weight)
+                if extra is not None:
+                    loss = loss + extra
                 accelerator.backward(state.settings["loss_weight"] * loss / accum)
             total += float(loss.detach()) / accum
         grad_norm = None

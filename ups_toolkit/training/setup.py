@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..kinds import kind_of
 from ..tokenization.specs import TaskSpec, load_task
 from .config import ExperimentConfig
 from .task_data import (
@@ -17,7 +18,6 @@ from .task_data import (
     load_split,
     make_codec,
     resolve_coordinate_ranges,
-    video_segments,
 )
 
 
@@ -35,11 +35,12 @@ class TaskState:
     train_examples: TaskExamples | None = None
     eval_examples: TaskExamples | None = None
     ranges: dict = field(default_factory=dict)
-    eval_segments: list | None = None  # detection: ground truth per evaluation sequence
+    eval_truth: object = None  # what the kind scores against beyond the items (detection: segments per sequence)
 
     @property
-    def grammar(self) -> str:
-        return self.spec.output.grammar
+    def kind(self):
+        """The task's kind (:mod:`ups_toolkit.kinds`), which owns its examples, loss, decoding and scoring."""
+        return kind_of(self.spec)
 
     def layout(self, train: bool) -> str:
         return (self.train_split if train else self.eval_split).layout
@@ -119,7 +120,7 @@ def build_tasks(config: ExperimentConfig, vocab, *, train: bool = True, evaluate
                 state.spec = spec
                 state.train_examples.spec = spec
             state.train_examples.codec = make_codec(spec, vocab, state.label_set, state.train_split.layout)
-        elif train and model_specs is None and spec.output.grammar == "coordinates" \
+        elif train and model_specs is None and kind_of(spec).coordinate_targets \
                 and spec.output.range_mode == "percentiles":
             raise ConfigError(f"key '{key}.train': task {name!r} resolves its coordinate ranges from training data "
                               f"(output.range_mode percentiles); give a train dataset or fixed ranges")
@@ -131,8 +132,7 @@ def build_tasks(config: ExperimentConfig, vocab, *, train: bool = True, evaluate
                 transforms = deterministic_part(settings["transforms"])
             state.eval_examples = TaskExamples(spec, state.eval_split, settings, train=False, transforms=transforms)
             state.eval_examples.codec = make_codec(spec, vocab, state.label_set, state.eval_split.layout)
-            if spec.output.grammar == "segments":
-                state.eval_segments = video_segments(state.eval_split)
+            state.eval_truth = state.kind.evaluation_truth(state.eval_split)
         states.append(state)
     return states
 

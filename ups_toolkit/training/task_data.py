@@ -28,15 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError
-from ..metrics.classification import observed_frame_count
+from ..kinds import kind_of
 from ..skeleton import get_layout
-from ..skeleton.transforms import Compose, Flip, build_transforms, resize_frames
+from ..skeleton.transforms import Compose, build_transforms
 from ..tokenization.specs import TaskSpec
 from ..tokenization.targets import build_codec, ranges_from_percentiles
-from .segments import window_starts, window_targets
-
-# caps keeping range resolution cheap on large datasets (values are spread evenly over the training set)
-MAX_RANGE_ITEMS = 20000
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -111,7 +107,7 @@ def load_split(ref: dict, spec: TaskSpec, key: str) -> SplitData:
     names = list(dataset.features["label"].names) if hasattr(dataset.features["label"], "names") else []
     fps = float(np.asarray(dataset[0]["fps"]))
     split = SplitData(ref["path"], ref["split"], dataset, layout, persons, channels, fps, names)
-    if spec.input.sampling == "consecutive" and spec.output.grammar == "coordinates":
+    if kind_of(spec).paired_3d_targets:
         _pair_3d(split, ref, key)
     return split
 
@@ -164,62 +160,37 @@ class TaskExamples:
 
     - ``pose`` (T, M, V, C) float32 encoder input, ``target`` (L,) int64 tokens (when a codec is given);
     - ``label`` class index (-1 when none), ``item`` the item number, ``sequence`` the sample index;
-    - early prediction: ``ratio``; pose estimation: ``coords`` (F, J, 3) metres and, with flip testing,
-      ``pose_flip``; motion prediction: ``coords`` (K, J, 3) residuals, metres; detection: ``window_start``.
+    - what the task's kind adds (:mod:`ups_toolkit.kinds`): early prediction ``ratio``; lifting ``coords`` (F, J, 3)
+      metres and, with flip testing, ``pose_flip``; motion prediction ``coords`` (K, J, 3) residuals, metres;
+      detection ``window_start``.
+
+    Which items a split yields and how one becomes an example is the kind's (``kind.items``, ``kind.example``);
+    this class holds the split, the settings, the transform pipeline and the codec they work with.
     """
 
     def __init__(self, spec: TaskSpec, split: SplitData, settings: dict, *, train: bool, codec=None,
                  transforms: list[dict] | None = None):
         self.spec, self.split, self.settings, self.train, self.codec = spec, split, settings, train, codec
+        self._kind = None
         self.frames = spec.input.frames
-        self.sampling = spec.input.sampling
         self.params = spec.input.params
         self.layout = get_layout(split.layout)
         self.pipeline: Compose = build_transforms(transforms if transforms is not None else [])
-        self.flip_test = (not train and self.sampling == "consecutive" and bool(spec.options.get("flip_test")))
-        self.items = self._items()
+        self.flip_test = self.kind.flip_test(self)
+        self.items = self.kind.items(self)
         if not self.items:
             raise ConfigError(f"task {spec.name!r}: no usable {'training' if train else 'evaluation'} example in "
-                              f"split {split.split!r} of {split.path} ({self._why_empty()})")
+                              f"split {split.split!r} of {split.path} ({self.kind.why_empty(self)})")
 
-    # ---- items ---------------------------------------------------------------------------------------------------
-    def _clip_frames(self) -> tuple[int, int]:
-        return int(self.params["observed_frames"]), int(self.spec.output.frames)
+    @property
+    def kind(self):
+        """The task's kind (made again when ``spec`` is replaced, e.g. by resolved coordinate ranges)."""
+        if self._kind is None or self._kind.spec is not self.spec:
+            self._kind = kind_of(self.spec)
+        return self._kind
 
-    def _why_empty(self) -> str:
-        if self.sampling == "observed_window":
-            obs, k = self._clip_frames()
-            return f"every sequence is shorter than observed_frames + K = {obs + k} frames"
-        return "no sample"
-
-    def _items(self) -> list[tuple]:
-        n_seq = len(self.split)
-        lengths = [self.split.num_frames(i) for i in range(n_seq)]
-        if self.sampling == "observed_window":
-            obs, k = self._clip_frames()
-            usable = [i for i in range(n_seq) if lengths[i] >= obs + k]
-            if self.train:
-                return [(i,) for i in usable]
-            out = []
-            for i in usable:
-                last = lengths[i] - obs - k
-                starts = np.unique(np.linspace(0, last, self.settings["eval_windows"]).round().astype(int))
-                out += [(i, int(s)) for s in starts]
-            return self._capped(out)
-        if self.train:
-            return [(i,) for i in range(n_seq)]
-        if self.sampling == "observed_prefix":
-            ratios = self.settings.get("eval_obs_ratios") or self.spec.options["obs_ratios"]
-            return self._capped([(i, float(r)) for r in ratios for i in range(n_seq)])
-        if self.sampling == "consecutive":
-            stride = self.settings["eval_frame_stride"]
-            return self._capped([(i, t) for i in range(n_seq) for t in range(0, lengths[i], stride)])
-        if self.sampling == "sliding_window":
-            window, hop = int(self.params["window"]), int(self.params["hop"])
-            return self._capped([(i, s) for i in range(n_seq) for s in window_starts(lengths[i], window, hop)])
-        return self._capped([(i,) for i in range(n_seq)])
-
-    def _capped(self, items: list) -> list:
+    def capped(self, items: list) -> list:
+        """Evaluation items cut to the settings' ``max_eval_items``."""
         cap = self.settings.get("max_eval_items")
         return items[:cap] if cap else items
 
@@ -227,7 +198,8 @@ class TaskExamples:
         return len(self.items)
 
     # ---- one example -------------------------------------------------------------------------------------------------
-    def _transform(self, keypoint: np.ndarray, sample: dict, rng, score=None) -> np.ndarray:
+    def transform(self, keypoint: np.ndarray, sample: dict, rng, score=None) -> np.ndarray:
+        """The configured transforms on an encoder input (after the kind's temporal sampling)."""
         if not self.pipeline.transforms:
             return keypoint
         view = {"keypoint": keypoint, "layout": self.split.layout, "sample_id": str(sample.get("sample_id", ""))}
@@ -244,35 +216,8 @@ class TaskExamples:
         keypoint = np.asarray(sample["keypoint"], np.float32)
         label = int(sample["label"]) if "label" in sample else -1
         out = {"item": item_index, "sequence": seq, "label": label}
-        handler = getattr(self, f"_{self.sampling}")
-        out.update(handler(item, sample, keypoint, rng))
+        out.update(self.kind.example(self, item, sample, keypoint, rng))
         return out
-
-    def _whole_sequence(self, item, sample, keypoint, rng):
-        crop = float(self.params.get("train_crop", 1.0))
-        if self.train and crop < 1.0:  # a span of U[crop, 1] of the n frames at a uniform start
-            n = len(keypoint)
-            length = max(1, min(n, int(np.ceil(n * rng.uniform(crop, 1.0)))))
-            start = int(rng.integers(0, n - length + 1))
-            keypoint = keypoint[start : start + length]
-        pose = self._transform(resize_frames(keypoint, self.frames), sample, rng)
-        return {"pose": pose, **self._action_target(sample)}
-
-    def _observed_prefix(self, item, sample, keypoint, rng):
-        if self.train:
-            ratio = self.settings["train_obs_ratio"]
-            if ratio == "random":
-                ratio = float(rng.choice(self.spec.options["obs_ratios"]))
-        else:
-            ratio = item[1]
-        n_obs = observed_frame_count(len(keypoint), ratio, self.spec.options.get("obs_rounding", "ceil"))
-        pose = self._transform(resize_frames(keypoint[:n_obs], self.frames), sample, rng)
-        return {"pose": pose, "ratio": np.float32(ratio), **self._action_target(sample)}
-
-    def _action_target(self, sample) -> dict:
-        if self.codec is None:
-            return {}
-        return {"target": self.codec.encode(int(sample["label"]))}
 
     def consecutive_window(self, keypoint: np.ndarray, centre: int) -> np.ndarray:
         """T frames around ``centre`` (frame T//2 of the window), stride and border rule of the task."""
@@ -294,96 +239,15 @@ class TaskExamples:
         """(1, V, 3) root-relative 3D of person 1 at ``frame``."""
         return self.root_relative(self.split.keypoint_3d(seq, sample)[frame, 0])[None]
 
-    def _consecutive(self, item, sample, keypoint, rng):
-        seq = item[0]
-        frame = int(rng.integers(len(keypoint))) if self.train else int(item[1])
-        score = sample.get("keypoint_score")
-        window = self.consecutive_window(keypoint, frame)
-        window_score = None if score is None else self.consecutive_window(np.asarray(score, np.float32), frame)
-        pose = self._transform(window, sample, rng, window_score)
-        coords = self.pose_target(seq, sample, frame)
-        out = {"pose": pose, "coords": coords.astype(np.float32), "frame": frame}
-        if self.codec is not None:
-            out["target"] = self.codec.encode(coords)
-        if self.flip_test:
-            flipped = Flip()({"keypoint": pose, "layout": self.split.layout})["keypoint"]
-            out["pose_flip"] = flipped
-        return out
-
-    def motion_clip(self, keypoint: np.ndarray, start: int, sample: dict, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Transformed clip of observed + K frames -> (input (T, M, V, C), residuals (K, V, 3) of person 1)."""
-        obs, k = self._clip_frames()
-        clip = self._transform(keypoint[start : start + obs + k], sample, rng)
-        observed, future = clip[:obs], clip[obs:]
-        residuals = np.asarray(future[:, 0], np.float64) - np.asarray(observed[-1, 0], np.float64)
-        return resize_frames(observed, self.frames), residuals
-
-    def _observed_window(self, item, sample, keypoint, rng):
-        obs, k = self._clip_frames()
-        start = int(rng.integers(len(keypoint) - obs - k + 1)) if self.train else int(item[1])
-        pose, residuals = self.motion_clip(keypoint, start, sample, rng)
-        out = {"pose": pose, "coords": residuals.astype(np.float32), "window_start": start}
-        if self.codec is not None:
-            out["target"] = self.codec.encode(residuals)
-        return out
-
-    def _sliding_window(self, item, sample, keypoint, rng):
-        window, n = int(self.params["window"]), len(keypoint)
-        start = int(rng.integers(max(n - window, 0) + 1)) if self.train else int(item[1])
-        raw = np.zeros((window,) + keypoint.shape[1:], np.float32)
-        part = keypoint[start : start + window]
-        raw[: len(part)] = part
-        pose = self._transform(resize_frames(raw, self.frames), sample, rng)
-        out = {"pose": pose, "window_start": start}
-        if self.codec is not None:
-            segments = sample.get("segments")
-            rows = window_targets(_segment_dicts(segments), start, window,
-                                  float(self.spec.options.get("min_inside_fraction", 0.5)))
-            out["target"] = self.codec.encode(rows)
-        return out
-
-    # ---- continuous targets for coordinate ranges ------------------------------------------------------------------
     def range_values(self, seed: int) -> np.ndarray:
         """(N, A) continuous targets of the training items spread over the split (ranges from percentiles)."""
-        values = []
-        rng = np.random.default_rng([seed, 7919])
-        if self.sampling == "consecutive":
-            for seq in range(len(self.split)):
-                sample = self.split.sample(seq)
-                values.append(self.root_relative(self.split.keypoint_3d(seq, sample)[:, 0]).reshape(-1, 3))
-        elif self.sampling == "observed_window":
-            obs, k = self._clip_frames()
-            windows = [(seq, s) for (seq,) in self.items
-                       for s in range(self.split.num_frames(seq) - obs - k + 1)]
-            if len(windows) > MAX_RANGE_ITEMS:
-                windows = [windows[i] for i in np.linspace(0, len(windows) - 1, MAX_RANGE_ITEMS).astype(int)]
-            cache = {}
-            for seq, start in windows:
-                if seq not in cache:
-                    cache = {seq: self.split.sample(seq)}
-                sample = cache[seq]
-                _, residuals = self.motion_clip(np.asarray(sample["keypoint"], np.float32), start, sample, rng)
-                values.append(residuals.reshape(-1, 3))
-        else:
-            raise ConfigError(f"task {self.spec.name!r}: no coordinate targets for sampling {self.sampling!r}")
-        return np.concatenate(values)
-
-
-def _segment_dicts(segments) -> list[dict]:
-    if segments is None:
-        return []
-    return [{k: int(np.asarray(v)) for k, v in dict(s).items()} for s in segments]
-
-
-def video_segments(split: SplitData) -> list[list[dict]]:
-    """Ground-truth segments of every sequence of a split, [{label, start, end}] (sequence frames)."""
-    return [_segment_dicts(s) for s in split.dataset["segments"]]
+        return self.kind.range_values(self, seed)
 
 
 def resolve_coordinate_ranges(spec: TaskSpec, examples: TaskExamples, seed: int) -> tuple[TaskSpec, dict]:
     """For ``output.range_mode: percentiles`` tasks: per-axis ranges from the training targets at the task's
     percentiles, written into a copy of the spec as fixed ranges. Returns (spec, ranges); other specs unchanged."""
-    if spec.output.grammar != "coordinates" or spec.output.range_mode != "percentiles":
+    if not kind_of(spec).coordinate_targets or spec.output.range_mode != "percentiles":
         return spec, dict(spec.output.ranges)
     values = examples.range_values(seed)
     ranges = ranges_from_percentiles(values, spec.output.axes, spec.output.range_percentiles)

@@ -1,0 +1,29 @@
+"""What the two coordinate-writing kinds (lifting, motion prediction) share: the soft-argmax L1 term of training
+(DESIGN notes D4, docs/architecture.md) and the quantisation floor they report beside their errors."""
+
+from __future__ import annotations
+
+from ..tokenization.targets import quantisation_floor
+from .base import TaskKind
+
+
+class CoordinateKind(TaskKind):
+    """A kind whose target is continuous coordinates written as X/Y/Z bin tokens."""
+
+    grammar = "coordinates"
+    coordinate_targets = True
+
+    def auxiliary_loss(self, model, logits, batch, layout, weight):
+        """``weight`` × L1 between the soft-argmax expectation of the coordinate logits and the true values."""
+        if not weight:
+            return None
+        soft = model.coordinate_expectation(logits, self.spec.name, layout)
+        return weight * (soft - batch["coords"].to(soft.dtype)).abs().mean()
+
+    def decode_coordinates(self, model, state, pose):
+        return model.predict(pose, state.layout(train=False), state.name)
+
+    @staticmethod
+    def floor(state, target) -> dict:
+        floor = quantisation_floor(target, state.eval_examples.codec.quantizer)
+        return {"floor_mm": 1000 * floor["mean_euclidean_error"], "clip_rate_%": 100 * floor["clip_rate"]}
