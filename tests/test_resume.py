@@ -68,18 +68,21 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("partial", [".step-000004.tmp", "step-000004"])
-def test_latest_ignores_partial_checkpoints(tmp_path, partial):
-    """A checkpoint is complete only once renamed into place with its trainer_state.json and named by `latest`."""
-    from ups_toolkit.errors import ConfigError
+def test_latest_ignores_partial_checkpoints(tmp_path, partial, monkeypatch, capsys):
+    """A checkpoint is complete only once renamed into place with its trainer_state.json; a `latest` naming anything
+    else falls back to the newest complete one, with a warning (the files' contents: tests/test_checkpoint_safety)."""
+    from ups_toolkit.training import checkpoint
     from ups_toolkit.training.checkpoint import resolve_checkpoint
 
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", lambda path, processes=None: {})
     root = tmp_path / "run" / "checkpoints"
     (root / "step-000002").mkdir(parents=True)
     (root / "step-000002" / "trainer_state.json").write_text("{}")
     (root / "latest").write_text("step-000002\n")
     (root / partial).mkdir()  # a save killed half-way
     assert resolve_checkpoint("auto", tmp_path / "run") == root / "step-000002"
+    assert capsys.readouterr().err == ""
     (root / "latest").write_text(f"{partial}\n")
-    with pytest.raises(ConfigError, match="not a complete checkpoint"):
-        resolve_checkpoint("auto", tmp_path / "run")
+    assert resolve_checkpoint("auto", tmp_path / "run") == root / "step-000002"
+    assert f"names {partial!r}, which is not a complete checkpoint" in capsys.readouterr().err
     assert resolve_checkpoint("auto", tmp_path / "elsewhere") is None
