@@ -38,8 +38,9 @@ def train_parser() -> argparse.ArgumentParser:
                                      epilog="Other --section.key value pairs override the config.")
     _common(parser)
     parser.add_argument("--resume_from_checkpoint", metavar="auto|PATH",
-                        help="auto: the run's latest checkpoint (start fresh when there is none); or a checkpoint "
-                             "or run folder")
+                        help="auto: the run's latest checkpoint (the newest complete one, with a warning, when "
+                             "latest is missing or damaged; start fresh when there is none); or a checkpoint or "
+                             "run folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="start again in an output_dir that holds a run (finished or not), replacing its outputs")
     parser.add_argument("--allow_config_change", metavar="KEY[,KEY...]",
