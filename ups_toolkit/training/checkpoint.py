@@ -244,8 +244,11 @@ def claim_output_dir(out: Path, run_outputs, *, resuming: bool, overwrite: bool)
             finished = bool(read_trainer_state(complete[-1]).get("finished")) if complete else False
         except (OSError, ValueError, AttributeError):
             finished = False
-        if finished or (not complete and (out / "final_metrics.json").is_file()):
+        if finished:
             raise ConfigError(f"{out} holds a finished run: pass --resume_from_checkpoint auto to reuse it, "
+                              f"--overwrite to train it again, or another output_dir")
+        if not complete and (out / "final_metrics.json").is_file():
+            raise ConfigError(f"{out} holds a finished run (final_metrics.json) without checkpoints: pass "
                               f"--overwrite to train it again, or another output_dir")
         if complete:
             raise ConfigError(f"{out} holds an unfinished run: pass --resume_from_checkpoint auto to continue "
