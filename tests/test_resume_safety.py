@@ -95,6 +95,25 @@ def test_crafted_pickles_in_a_checkpoint_never_run(finished, tmp_path, craft):
     assert snapshot(folder) == before  # refused before anything was written
 
 
+def test_a_finished_run_of_an_older_version_is_still_reused_without_reading_its_pickles(finished, tmp_path):
+    """benchmarks/realdata.py reruns `--resume_from_checkpoint auto` into finished folders to reuse them, also
+    folders written before checkpoints lost their pickles: that reads trainer_state.json only."""
+    config, folder = copy_of(finished, tmp_path)
+    marker = tmp_path / "pwned"
+    for checkpoint in (folder / "checkpoints").glob("step-*"):
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        for key in ("format", "scheduler", "config"):
+            del state[key]
+        (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+        for i in (0, 1):
+            torch.save({"payload": Payload(marker)}, checkpoint / f"custom_checkpoint_{i}.pkl")
+    model = (folder / "model" / "model.safetensors").stat().st_mtime_ns
+    result = run(train_cmd(config, "--resume_from_checkpoint", "auto"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists(), "the checkpoint ran code"
+    assert (folder / "model" / "model.safetensors").stat().st_mtime_ns == model
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # lost runs
 

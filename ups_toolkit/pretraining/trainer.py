@@ -107,7 +107,7 @@ class PretrainTrainer:
         self.checkpoint = resolve_checkpoint(resume, out)
         self.saved = read_trainer_state(self.checkpoint) if self.checkpoint is not None else None
         # before anything is written: a refused change leaves the run folder as it was
-        self.config_changes = check_config_change(self.saved["config"], config, allow_config_change,
+        self.config_changes = check_config_change(self.saved.get("config"), config, allow_config_change,
                                                   self.checkpoint) if self.saved is not None else {}
         claim_output_dir(self.config.output_dir, RUN_OUTPUTS, resuming=self.checkpoint is not None, overwrite=overwrite)
         self.accelerator = accelerator = make_accelerator(config)

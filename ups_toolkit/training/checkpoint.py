@@ -17,7 +17,8 @@ No pickle is ever loaded unsafely. Our own state is JSON (nothing is registered 
 learning-rate schedule is rebuilt from the config and only its position is restored. Accelerate (1.2 to 1.16) loads
 ``optimizer.bin`` and ``random_states_*.pkl`` with ``torch.load(weights_only=True)`` and swallows a failure to read
 the RNG file (the resume would silently stop being exact), so :func:`verify_checkpoint` reads each of them the same
-safe way first, refuses any ``custom_checkpoint_*.pkl`` and checks ``model.safetensors``; ``resolve_checkpoint``
+safe way first, refuses any ``custom_checkpoint_*.pkl`` (older versions wrote them: their finished runs stay
+reusable, as that reads ``trainer_state.json`` only) and checks ``model.safetensors``; ``resolve_checkpoint``
 falls back from a damaged checkpoint to the newest complete one, with a warning naming what it skipped.
 """
 
@@ -141,6 +142,10 @@ def verify_checkpoint(path: Path, processes: int | None = None) -> dict:
     except (OSError, ValueError) as e:
         raise ConfigError(f"{state_file}: unreadable ({e})") from None
     pickles = sorted(path.glob("custom_checkpoint_*.pkl"))
+    if isinstance(state, dict) and "format" not in state and state.get("finished") is True:
+        # the end of a finished run of an older ups-toolkit: resuming it only reuses the result (no load_state, no
+        # config to compare), reading this JSON file and nothing else, so it stays usable; its pickles stay unread
+        return state
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = f" with {pickles[0].name}" if pickles else ""
         raise ConfigError(f"{path}: a checkpoint of an older ups-toolkit{found}, whose trainer state is a pickle "

@@ -58,7 +58,10 @@ def _short(value) -> str:
 
 def check_config_change(saved: dict, config, allowed: tuple[str, ...], checkpoint) -> dict[str, tuple]:
     """Compare the checkpoint's config (``saved``) with the new ``config``; returns the run-altering changes that
-    ``allowed`` permits (to be recorded); raises ConfigError naming every other one."""
+    ``allowed`` permits (to be recorded); raises ConfigError naming every other one. ``saved`` None: the finished
+    end of a run of an older ups-toolkit, which kept no config; nothing will train from it."""
+    if saved is None:
+        return {}
     changes = {k: v for k, v in config_differences(saved, config.data).items()
                if not any(fnmatchcase(k, pattern) for pattern in HARMLESS)}
     refused = [k for k in changes if not _allowed(k, allowed)]

@@ -200,7 +200,7 @@ class Trainer:
         self.checkpoint = resolve_checkpoint(resume, out)
         self.saved = read_trainer_state(self.checkpoint) if self.checkpoint is not None else None
         # before anything is written: a refused change leaves the run folder as it was
-        self.config_changes = check_config_change(self.saved["config"], config, allow_config_change,
+        self.config_changes = check_config_change(self.saved.get("config"), config, allow_config_change,
                                                   self.checkpoint) if self.saved is not None else {}
         self.stages = stages(config)
         self.extend = self._extends_finished_run(self.saved) if self.saved is not None else False
