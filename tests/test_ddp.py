@@ -55,8 +55,9 @@ def test_cpu_launcher_running_one_process_is_caught(tmp_path):
 
 def test_two_process_run_resumed_mid_epoch_equals_the_uninterrupted_run(tmp_path):
     """Resume under 2-process DDP is exact: the run restarted from its step-3 checkpoint (mid-epoch 1: 10 clips in
-    batches of 4 over 2 ranks = 2 batches per rank and epoch) ends bitwise equal to the run that never stopped. The epoch must
-    reach the distributed sampler after batches are skipped, else the resumed run replays epoch 0's order."""
+    batches of 4 over 2 ranks = 2 batches per rank and epoch) ends bitwise equal to the run that never stopped. The
+    epoch must reach the distributed sampler after batches are skipped, else the resumed run replays epoch 0's
+    order."""
     import torch
     from training_helpers import load_weights
 

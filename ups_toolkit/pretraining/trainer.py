@@ -250,7 +250,8 @@ class PretrainTrainer:
             try:
                 state.load_state_dict(saved)
             except (KeyError, TypeError, ValueError) as e:
-                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state ({e!r})") from None
+                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state "
+                                  f"({e!r})") from None
             restore_scheduler(self.scheduler, saved, self.checkpoint)
             state.finished = False
             self.say(f"resumed from {self.checkpoint} (step {state.step}, epoch {state.epoch})")

@@ -379,7 +379,8 @@ class Trainer:
             try:
                 state.load_state_dict(saved)
             except (KeyError, TypeError, ValueError, IndexError) as e:
-                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state ({e!r})") from None
+                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state "
+                                  f"({e!r})") from None
             restore_scheduler(self.scheduler, saved, self.checkpoint)
             if extend:  # back into the joint stage, which now has more steps
                 state.stage, state.step, state.finished = 0, state.total_step, False
