@@ -5,8 +5,7 @@ ups_toolkit.train`` / ``python -m ups_toolkit.evaluate`` and the checkout's ``tr
 :func:`evaluate_main`.
 
     ups-train --config demo [--key value ...] [--resume_from_checkpoint auto|PATH] [--overwrite]   # = python train.py
-    python train.py --config demo --resume_from_checkpoint auto --training.steps 2000 \
-        --allow_config_change training.steps                                  # deliberately train on, recorded
+    ups-train --config demo --resume_from_checkpoint auto --training.steps 2000 --allow_config_change training.steps
     accelerate launch --multi_gpu --num_processes 2 -m ups_toolkit.train --config X.yaml   # several processes
     python train.py --config configs/X.yaml --eval-only [--model DIR]                     # score a saved model
     python train.py --config configs/pretrain_demo.yaml [--stage pretrain]                # USDRL pretraining
