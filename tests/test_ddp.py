@@ -51,3 +51,31 @@ def test_cpu_launcher_running_one_process_is_caught(tmp_path):
     assert result.returncode != 0
     assert "key 'training.expect_processes': 2 processes expected, 1 running" in result.stderr, result.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_two_process_run_resumed_mid_epoch_equals_the_uninterrupted_run(tmp_path):
+    """Resume under 2-process DDP is exact: the run restarted from its step-3 checkpoint (mid-epoch 1: 10 clips in
+    batches of 4 over 2 ranks = 2 batches per rank and epoch) ends bitwise equal to the run that never stopped. The
+    epoch must reach the distributed sampler after batches are skipped, else the resumed run replays epoch 0's
+    order."""
+    import torch
+    from training_helpers import load_weights
+
+    settings = dict(training={"steps": 6, "log_every": 2, "checkpoint_every": 3, "keep_checkpoints": 5,
+                              "expect_processes": 2},
+                    logging={"tensorboard": False, "plots": False})
+    tasks = ("action_recognition_3d",)
+    straight = tiny_config(tmp_path / "straight", tasks=tasks, **settings)
+    result = launch(2, "--config", straight, "--quiet")
+    assert result.returncode == 0, result.stderr[-4000:]
+    checkpoint = tmp_path / "straight" / "run" / "checkpoints" / "step-000003"
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["loaders"] == {"action_recognition_3d": [1, 1]}, "not mid-epoch 1: the test proves nothing"
+
+    resumed = tiny_config(tmp_path / "resumed", tasks=tasks, **settings)
+    result = launch(2, "--config", resumed, "--quiet", "--resume_from_checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr[-4000:]
+    a, b = load_weights(tmp_path / "straight" / "run" / "model"), load_weights(tmp_path / "resumed" / "run" / "model")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"

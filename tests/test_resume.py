@@ -68,18 +68,47 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("partial", [".step-000004.tmp", "step-000004"])
-def test_latest_ignores_partial_checkpoints(tmp_path, partial):
-    """A checkpoint is complete only once renamed into place with its trainer_state.json and named by `latest`."""
-    from ups_toolkit.errors import ConfigError
+def test_latest_ignores_partial_checkpoints(tmp_path, partial, monkeypatch, capsys):
+    """A checkpoint is complete only once renamed into place with its trainer_state.json; a `latest` naming anything
+    else falls back to the newest complete one, with a warning (the files' contents: tests/test_checkpoint_safety)."""
+    from ups_toolkit.training import checkpoint
     from ups_toolkit.training.checkpoint import resolve_checkpoint
 
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", lambda path, processes=None: {})
     root = tmp_path / "run" / "checkpoints"
     (root / "step-000002").mkdir(parents=True)
     (root / "step-000002" / "trainer_state.json").write_text("{}")
     (root / "latest").write_text("step-000002\n")
     (root / partial).mkdir()  # a save killed half-way
     assert resolve_checkpoint("auto", tmp_path / "run") == root / "step-000002"
+    assert capsys.readouterr().err == ""
     (root / "latest").write_text(f"{partial}\n")
-    with pytest.raises(ConfigError, match="not a complete checkpoint"):
-        resolve_checkpoint("auto", tmp_path / "run")
+    assert resolve_checkpoint("auto", tmp_path / "run") == root / "step-000002"
+    assert f"names {partial!r}, which is not a complete checkpoint" in capsys.readouterr().err
     assert resolve_checkpoint("auto", tmp_path / "elsewhere") is None
+
+
+def test_resume_inside_a_finetuning_stage_is_exact(tmp_path):
+    """The fine-tuning stage's schedule (its own steps and learning rate) is rebuilt from the config on resume, the
+    checkpoint restoring only its position: resumed mid-stage, the fine-tuned model equals the uninterrupted one."""
+    import shutil
+
+    settings = dict(tasks=("action_recognition_3d",),
+                    training={"steps": 4, "checkpoint_every": 2, "keep_checkpoints": 10, "log_every": 2},
+                    finetune={"steps": 4, "lr": 5.0e-4}, logging={"tensorboard": False, "plots": False})
+    straight = tiny_config(tmp_path / "straight", **settings)
+    result = run(train_cmd(straight))
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = tiny_config(tmp_path / "resumed", **settings)
+    folder = tmp_path / "resumed" / "run"
+    shutil.copytree(tmp_path / "straight" / "run", folder)
+    shutil.rmtree(folder / "finetuned")
+    checkpoint = folder / "checkpoints" / "step-000006"  # fine-tuning step 2 of 4
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["stage"] == 1 and state["step"] == 2
+    resumed = run(train_cmd(config, "--resume_from_checkpoint", checkpoint))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_weights(tmp_path / "straight" / "run" / "finetuned" / "action_recognition_3d")
+    b = load_weights(folder / "finetuned" / "action_recognition_3d")
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert a.keys() == b.keys() and not different, f"{len(different)} tensors differ, e.g. {different[:3]}"

@@ -28,17 +28,19 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import ConfigError
-from ..training.checkpoint import claim_output_dir, read_trainer_state, resolve_checkpoint, save_checkpoint
+from ..training.checkpoint import (claim_output_dir, read_trainer_state, resolve_checkpoint, restore_scheduler,
+                                   save_checkpoint, trainer_record)
+from ..training.config_change import check_config_change, record_config_changes
 from ..training.config import ExperimentConfig
 
 ENCODER_FILE = "encoder.safetensors"
 RUN_OUTPUTS = ("checkpoints", ENCODER_FILE, "plots", "tensorboard", "metrics.jsonl", "final_metrics.json",
-               "config.yaml")
+               "config.yaml", "config_changes.jsonl")
 
 
 class StepDecay:
     """lr multiplier at optimizer step s: gamma ** (number of milestones ≤ epoch), epoch = s // steps_per_epoch.
-    A callable object (not a closure), so LambdaLR saves its settings with the scheduler state."""
+    Rebuilt from the config on resume (a checkpoint holds the scheduler's position only)."""
 
     def __init__(self, steps_per_epoch: int, milestones, gamma: float):
         self.steps_per_epoch, self.milestones, self.gamma = int(steps_per_epoch), list(milestones), float(gamma)
@@ -85,7 +87,7 @@ class PretrainTrainer:
             print(text, flush=True)
 
     # ---- setup ---------------------------------------------------------------------------------------------------
-    def setup(self, resume: str | None, overwrite: bool) -> None:
+    def setup(self, resume: str | None, overwrite: bool, allow_config_change: tuple[str, ...] = ()) -> None:
         import torch
         from accelerate.utils import set_seed
         from torch.utils.data import DataLoader
@@ -103,6 +105,10 @@ class PretrainTrainer:
         config, out = self.config, self.config.output_dir
         training = config["training"]
         self.checkpoint = resolve_checkpoint(resume, out)
+        self.saved = read_trainer_state(self.checkpoint) if self.checkpoint is not None else None
+        # before anything is written: a refused change leaves the run folder as it was
+        self.config_changes = check_config_change(self.saved.get("config"), config, allow_config_change,
+                                                  self.checkpoint) if self.saved is not None else {}
         claim_output_dir(self.config.output_dir, RUN_OUTPUTS, resuming=self.checkpoint is not None, overwrite=overwrite)
         self.accelerator = accelerator = make_accelerator(config)
         expected = training["expect_processes"]
@@ -110,12 +116,6 @@ class PretrainTrainer:
             raise ConfigError(f"{config.source}: key 'training.expect_processes': {expected} processes expected, "
                               f"{accelerator.num_processes} running ({accelerator.distributed_type}); on CPUs launch "
                               f"with `accelerate launch --multi_gpu --num_processes N` (--cpu runs one process)")
-        if accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out)
-            if not self.quiet:
-                print(config.to_yaml(), flush=True)
-        accelerator.wait_for_everyone()
         prepare_synthetic(config, accelerator)
 
         data = config["data"]
@@ -164,9 +164,19 @@ class PretrainTrainer:
         # stepped by us once per optimizer step (a prepared scheduler would step once per process)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, StepDecay(self.steps_per_epoch, optim["lr_milestones"], optim["gamma"]))
+        # not register_for_checkpointing: Accelerate would pickle both and unpickle them unsafely on resume
         self.state = PretrainState()
-        accelerator.register_for_checkpointing(self.state, self.scheduler)
         self.iterator = None
+        self.extend = self._extends_finished_run()
+        # the config is written once every check has passed (the step count needs the loader's length)
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            config.save(out)
+            if self.config_changes:
+                record_config_changes(out, self.checkpoint, self.saved["total_step"], self.config_changes)
+            if not self.quiet:
+                print(config.to_yaml(), flush=True)
+        accelerator.wait_for_everyone()
         self.log = MetricsLog(accelerator, out / "metrics.jsonl")
         if config["logging"]["tensorboard"]:
             accelerator.init_trackers("tensorboard", config={"lr": optim["lr"], "batch_size": batch,
@@ -175,6 +185,19 @@ class PretrainTrainer:
                  f"{model.num_parameters():,}; {len(samples)} samples of layout {self.layout}; "
                  f"{self.steps_per_epoch} steps per epoch, {self.total_steps} steps; processes "
                  f"{accelerator.num_processes} ({accelerator.distributed_type}); device {accelerator.device}")
+
+    def _extends_finished_run(self) -> bool:
+        """Whether the resume extends a finished run: only under an allowed change that gives it more steps
+        (``training.epochs`` / ``max_steps``); any other change to a finished run is an error (nothing would train
+        under it, yet config.yaml would record it)."""
+        saved = self.saved
+        if saved is None or not saved.get("finished") or not self.config_changes:
+            return False
+        if self.total_steps <= saved["step"]:
+            raise ConfigError(f"{self.checkpoint}: the end of a finished run of {saved['step']} steps, which no config "
+                              f"change applies to; only more steps extend it (now {self.total_steps}); start again "
+                              f"with --overwrite")
+        return True
 
     # ---- loop ----------------------------------------------------------------------------------------------------
     def next_batch(self) -> dict:
@@ -219,10 +242,18 @@ class PretrainTrainer:
 
         accelerator, state, training = self.accelerator, self.state, self.config["training"]
         if self.checkpoint is not None:
-            if read_trainer_state(self.checkpoint).get("finished"):
+            saved = self.saved
+            if saved.get("finished") and not self.extend:
                 self.say(f"{self.checkpoint} is the end of a finished run: nothing to resume")
                 return {}
             accelerator.load_state(str(self.checkpoint))
+            try:
+                state.load_state_dict(saved)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state "
+                                  f"({e!r})") from None
+            restore_scheduler(self.scheduler, saved, self.checkpoint)
+            state.finished = False
             self.say(f"resumed from {self.checkpoint} (step {state.step}, epoch {state.epoch})")
         bar = tqdm(total=self.total_steps, initial=state.step, desc="pretrain", dynamic_ncols=True,
                    disable=self.quiet or not accelerator.is_main_process)
@@ -258,7 +289,8 @@ class PretrainTrainer:
 
     def save(self) -> None:
         save_checkpoint(self.accelerator, self.config.output_dir / "checkpoints", self.state.step,
-                        self.state.state_dict(), self.config["training"]["keep_checkpoints"])
+                        trainer_record(self.state.state_dict(), self.scheduler, self.config),
+                        self.config["training"]["keep_checkpoints"])
 
     def export(self) -> Path:
         """The encoder alone as ``encoder.safetensors`` (main process, atomic)."""
@@ -286,11 +318,11 @@ class PretrainTrainer:
 
 
 def pretrain(config: ExperimentConfig, *, resume: str | None = None, overwrite: bool = False,
-             quiet: bool = False) -> dict:
+             quiet: bool = False, allow_config_change: tuple[str, ...] = ()) -> dict:
     """Run (or resume) a pretraining run; returns ``{"pretrain": {"loss", "steps", ...}}`` (empty when the
     checkpoint resumed from already ended the run). The encoder is at ``output_dir/encoder.safetensors``."""
     trainer = PretrainTrainer(config, quiet=quiet)
-    trainer.setup(resume, overwrite)
+    trainer.setup(resume, overwrite, allow_config_change)
     started = time.perf_counter()
     final = trainer.run()
     trainer.close(final)

@@ -5,6 +5,7 @@ ups_toolkit.train`` / ``python -m ups_toolkit.evaluate`` and the checkout's ``tr
 :func:`evaluate_main`.
 
     ups-train --config demo [--key value ...] [--resume_from_checkpoint auto|PATH] [--overwrite]   # = python train.py
+    ups-train --config demo --resume_from_checkpoint auto --training.steps 2000 --allow_config_change training.steps
     accelerate launch --multi_gpu --num_processes 2 -m ups_toolkit.train --config X.yaml   # several processes
     python train.py --config configs/X.yaml --eval-only [--model DIR]                     # score a saved model
     python train.py --config configs/pretrain_demo.yaml [--stage pretrain]                # USDRL pretraining
@@ -37,9 +38,16 @@ def train_parser() -> argparse.ArgumentParser:
                                      epilog="Other --section.key value pairs override the config.")
     _common(parser)
     parser.add_argument("--resume_from_checkpoint", metavar="auto|PATH",
-                        help="auto: the run's latest checkpoint (start fresh when there is none); or a checkpoint "
-                             "or run folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace an unfinished run in output_dir")
+                        help="auto: the run's latest checkpoint (the newest complete one, with a warning, when "
+                             "latest is missing or damaged; start fresh when there is none); or a checkpoint or "
+                             "run folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in an output_dir that holds a run (finished or not), replacing its outputs")
+    parser.add_argument("--allow_config_change", metavar="KEY[,KEY...]",
+                        help="resume although these keys (or sections, e.g. optim) differ from the checkpoint's "
+                             "config: a deliberate continuation (more training.steps, a fine-tuning optim.lr), "
+                             "recorded in output_dir/config_changes.jsonl; without it a resume that changes the run "
+                             "is refused")
     parser.add_argument("--eval-only", action="store_true", help="score a saved model instead of training")
     parser.add_argument("--model", help="with --eval-only: the saved model (default: <output_dir>/model)")
     parser.add_argument("--stage", choices=("supervised", "pretrain"),
@@ -76,8 +84,12 @@ def train_main(argv=None) -> int:
     def go():
         from ..pretraining.config import is_pretrain_config, load_pretrain_config
         from .config import load_config, parse_overrides
+        from .config_change import parse_allowed
 
         overrides = parse_overrides(rest) + ([("stage", args.stage)] if args.stage else [])
+        allow = parse_allowed(args.allow_config_change)
+        if allow and not args.resume_from_checkpoint:
+            raise ConfigError("--allow_config_change is for a resume (--resume_from_checkpoint auto|PATH)")
         if is_pretrain_config(args.config, overrides):
             if args.eval_only or args.model:
                 raise ConfigError("--eval-only / --model score UPS models; evaluate a pretrained encoder with "
@@ -85,7 +97,8 @@ def train_main(argv=None) -> int:
             from ..pretraining.trainer import pretrain
 
             config = load_pretrain_config(args.config, overrides)
-            pretrain(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet)
+            pretrain(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet,
+                     allow_config_change=allow)
             return
         config = load_config(args.config, overrides)
         if args.eval_only:
@@ -96,7 +109,8 @@ def train_main(argv=None) -> int:
             raise ConfigError("--model is only for --eval-only")
         from .loop import train
 
-        train(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet)
+        train(config, resume=args.resume_from_checkpoint, overwrite=args.overwrite, quiet=args.quiet,
+              allow_config_change=allow)
 
     return _run(go)
 

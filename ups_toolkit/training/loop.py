@@ -9,10 +9,11 @@
   residuals and biases; gradient clipping; linear warmup over ``optim.warmup_ratio`` of the steps, then cosine to
   ``optim.min_lr_ratio`` of the peak.
 - **Precision**: fp32 on the CPU, bf16 autocast on a GPU (``training.mixed_precision``); the loss is fp32.
-- **Exact resume**: optimizer, scheduler, RNG states (Accelerate ``save_state``), stage, step, cycle position and
-  every task loader's (epoch, batches consumed) (``trainer_state.json``); loaders restart mid-epoch with
-  ``skip_first_batches``; examples draw from per-(seed, task, epoch, item) generators, so N steps straight and
-  N/2 + kill + resume + N/2 give identical parameters on the CPU.
+- **Exact resume**: optimizer and RNG states (Accelerate ``save_state``), stage, step, cycle position, the
+  scheduler's position and every task loader's (epoch, batches consumed) (``trainer_state.json``, no pickle);
+  loaders restart mid-epoch with ``skip_first_batches``; examples draw from per-(seed, task, epoch, item)
+  generators, so N steps straight and N/2 + kill + resume + N/2 give identical parameters on the CPU (one process
+  or DDP). A resume under a config that alters the run is refused unless allowed (:mod:`.config_change`).
 - **Outputs** in ``output_dir``: ``config.yaml``, ``checkpoints/`` (atomic, ``latest``, last k), ``model/`` (the joint
   model, ``save_pretrained`` + ``vocab.json``), ``best/`` (best evaluation by ``training.best_metric``),
   ``finetuned/<task>/``, ``metrics.jsonl``, ``final_metrics.json``, ``tensorboard/``, ``plots/`` (training curve,
@@ -32,13 +33,15 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, replace_directory
 from ..errors import ConfigError
-from .checkpoint import claim_output_dir, read_trainer_state, resolve_checkpoint, save_checkpoint
+from .checkpoint import (claim_output_dir, read_trainer_state, resolve_checkpoint, restore_scheduler, save_checkpoint,
+                         trainer_record)
+from .config_change import check_config_change, record_config_changes
 from .config import ExperimentConfig, check_model_section
 
 NO_DECAY_NAMES = ("spatial_pe", "positions", "stream_embedding", "residual", "block_embeddings", "task_embeddings",
                   "logit_scale")
 RUN_OUTPUTS = ("checkpoints", "model", "best", "finetuned", "plots", "tensorboard", "metrics.jsonl",
-               "final_metrics.json", "routing.json", "config.yaml")
+               "final_metrics.json", "routing.json", "config.yaml", "config_changes.jsonl")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ RUN_OUTPUTS = ("checkpoints", "model", "best", "finetuned", "plots", "tensorboar
 
 class WarmupCosine:
     """lr multiplier at step s: (s + 1)/W for s < W (W = warmup steps), then cosine from 1 to ``min_ratio`` at
-    ``total`` steps. A callable object (not a closure), so LambdaLR saves its settings with the scheduler state."""
+    ``total`` steps. Rebuilt from the config on resume (a checkpoint holds the scheduler's position only)."""
 
     def __init__(self, total: int, warmup_ratio: float, min_ratio: float):
         self.total = int(total)
@@ -83,7 +86,7 @@ def parameter_groups(model, weight_decay: float, decoder_lr_scale: float = 1.0) 
 
 
 class TrainerState:
-    """Counters restored on resume (registered for checkpointing and mirrored in ``trainer_state.json``)."""
+    """Counters restored on resume (``trainer_state.json``)."""
 
     def __init__(self):
         self.stage = 0  # index into the stage list
@@ -185,7 +188,7 @@ class Trainer:
             print(text, flush=True)
 
     # ---- setup ---------------------------------------------------------------------------------------------------------
-    def setup(self, resume: str | None, overwrite: bool) -> None:
+    def setup(self, resume: str | None, overwrite: bool, allow_config_change: tuple[str, ...] = ()) -> None:
         import torch
         from accelerate.utils import set_seed
 
@@ -195,6 +198,12 @@ class Trainer:
         check_model_section(config)
         out = config.output_dir
         self.checkpoint = resolve_checkpoint(resume, out)
+        self.saved = read_trainer_state(self.checkpoint) if self.checkpoint is not None else None
+        # before anything is written: a refused change leaves the run folder as it was
+        self.config_changes = check_config_change(self.saved.get("config"), config, allow_config_change,
+                                                  self.checkpoint) if self.saved is not None else {}
+        self.stages = stages(config)
+        self.extend = self._extends_finished_run(self.saved) if self.saved is not None else False
         claim_output_dir(self.config.output_dir, RUN_OUTPUTS, resuming=self.checkpoint is not None, overwrite=overwrite)
         self.accelerator = accelerator = make_accelerator(config)
         expected = config["training"]["expect_processes"]
@@ -205,6 +214,8 @@ class Trainer:
         if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             config.save(out)
+            if self.config_changes:
+                record_config_changes(out, self.checkpoint, self.saved["total_step"], self.config_changes)
             if not self.quiet:
                 print(config.to_yaml(), flush=True)
         accelerator.wait_for_everyone()
@@ -215,7 +226,6 @@ class Trainer:
         self.by_name = {s.name: s for s in self.states}
         set_seed(config["seed"])  # the model's initial weights depend on the seed only
         model = build_model(config, self.states, self.vocab, table, source)
-        self.stages = stages(config)
         if not self.stages[0][1]:
             raise ConfigError(f"{config.source}: key 'tasks': no task has a 'train' dataset")
         optim = config["optim"]
@@ -227,8 +237,8 @@ class Trainer:
         # stepped by us once per optimizer step (a prepared scheduler would step once per process)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        # not register_for_checkpointing: Accelerate would pickle both and unpickle them unsafely on resume
         self.state = TrainerState()
-        accelerator.register_for_checkpointing(self.state, self.scheduler)
         self.train_loaders, self.eval_loaders = self._loaders()
         self.iterators: dict = {}
         self.log = MetricsLog(accelerator, out / "metrics.jsonl")
@@ -327,13 +337,20 @@ class Trainer:
 
     # ---- stages --------------------------------------------------------------------------------------------------------
     def enter_stage(self, index: int, fresh: bool) -> None:
-        """Set the model up for stage ``index``. ``fresh``: the stage starts now (not restored from a checkpoint):
-        fine-tuning reloads the joint model and resets the optimizer moments and the schedule."""
+        """Set the model and the schedule up for stage ``index``. ``fresh``: the stage starts now (not restored from
+        a checkpoint): fine-tuning reloads the joint model and resets the optimizer moments and the schedule."""
         name, tasks, steps = self.stages[index]
         unwrapped = self.accelerator.unwrap_model(self.model)
         router = unwrapped.encoder.dste.router
         if router is not None:
             router.frozen = name != "joint"
+        if name != "joint":
+            # the stage's schedule and learning rates come from the config, also on resume (a checkpoint holds the
+            # scheduler's position only)
+            lr = self.config["finetune"]["lr"] or self.config["optim"]["lr"] / 10
+            self.schedule.total = steps
+            self.schedule.warmup = int(round(self.config["optim"]["warmup_ratio"] * steps))
+            self.scheduler.base_lrs = [lr * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
         if name == "joint" or not fresh:
             return
         from safetensors.torch import load_file
@@ -343,10 +360,6 @@ class Trainer:
         if unexpected or [k for k in missing if "text_table" not in k]:
             raise ConfigError(f"{self.config.output_dir / 'model'}: does not fit the model being fine-tuned")
         self.optimizer.optimizer.state.clear()
-        lr = self.config["finetune"]["lr"] or self.config["optim"]["lr"] / 10
-        self.schedule.total = steps
-        self.schedule.warmup = int(round(self.config["optim"]["warmup_ratio"] * steps))
-        self.scheduler.base_lrs = [lr * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
         self.scheduler.last_epoch = -1
         self.scheduler.step()
 
@@ -355,12 +368,20 @@ class Trainer:
 
         accelerator, state = self.accelerator, self.state
         if self.checkpoint is not None:
-            saved = read_trainer_state(self.checkpoint)
-            if saved["stage"] >= len(self.stages) or saved.get("finished"):
+            saved, extend = self.saved, self.extend
+            if self._ended(saved) and not extend:
                 self.say(f"{self.checkpoint} is the end of a finished run: nothing to resume")
                 return self.finished_metrics()
-            self.enter_stage(saved["stage"], fresh=False)
+            self.enter_stage(0 if extend else saved["stage"], fresh=False)
             accelerator.load_state(str(self.checkpoint))
+            try:
+                state.load_state_dict(saved)
+            except (KeyError, TypeError, ValueError, IndexError) as e:
+                raise ConfigError(f"{self.checkpoint / 'trainer_state.json'}: malformed trainer state "
+                                  f"({e!r})") from None
+            restore_scheduler(self.scheduler, saved, self.checkpoint)
+            if extend:  # back into the joint stage, which now has more steps
+                state.stage, state.step, state.finished = 0, state.total_step, False
             self.say(f"resumed from {self.checkpoint} (stage {self.stages[state.stage][0]}, step {state.step})")
         else:
             self.enter_stage(0, fresh=True)
@@ -395,6 +416,23 @@ class Trainer:
             bar.close()
             final.update(self.finish_stage(name, tasks))
         return final
+
+    def _ended(self, saved: dict) -> bool:
+        return saved["stage"] >= len(self.stages) or bool(saved.get("finished"))
+
+    def _extends_finished_run(self, saved: dict) -> bool:
+        """Whether resuming ``saved`` extends a finished run: under an allowed ``training.steps`` change, a run with
+        only the joint stage (before and after) trains on to the larger step count. Any other allowed change to a
+        finished run is an error: nothing would train under it, yet config.yaml would record it."""
+        if not self.config_changes or not self._ended(saved):
+            return False
+        steps, done = self.config["training"]["steps"], int(saved["total_step"])
+        if "training.steps" not in self.config_changes or len(self.stages) > 1 or saved["config"]["finetune"][
+                "steps"] or steps <= done:
+            raise ConfigError(f"{self.checkpoint}: the end of a finished run of {done} steps, which no config change "
+                              f"applies to; only a run without fine-tuning can be extended, to more training.steps "
+                              f"(now {steps}); start again with --overwrite")
+        return True
 
     def finished_metrics(self) -> dict:
         """The final metrics of a finished run, from its log: the last evaluation of each stage, named as
@@ -431,7 +469,8 @@ class Trainer:
         keep = self.config["training"]["keep_checkpoints"]
         routes = self.accelerator.unwrap_model(self.model).routes()
         save_checkpoint(self.accelerator, self.config.output_dir / "checkpoints", self.state.total_step,
-                        self.state.state_dict(), keep, {"routing.json": json.dumps(routes, indent=1)})
+                        trainer_record(self.state.state_dict(), self.scheduler, self.config), keep,
+                        {"routing.json": json.dumps(routes, indent=1)})
 
     def export(self, model, target: Path) -> None:
         """save_pretrained (+ vocab.json) into ``target``, atomically (main process)."""
@@ -553,13 +592,14 @@ def _hparams(config: ExperimentConfig) -> dict:
     return out
 
 
-def train(config: ExperimentConfig, *, resume: str | None = None, overwrite: bool = False,
-          quiet: bool = False) -> dict:
-    """Run (or resume) a training run; returns the final metrics {task: {metric: value}}."""
+def train(config: ExperimentConfig, *, resume: str | None = None, overwrite: bool = False, quiet: bool = False,
+          allow_config_change: tuple[str, ...] = ()) -> dict:
+    """Run (or resume) a training run; returns the final metrics {task: {metric: value}}. ``allow_config_change``:
+    keys (or sections) whose change from the checkpoint's config a resume accepts (:mod:`.config_change`)."""
     from .evaluation import format_table
 
     trainer = Trainer(config, quiet=quiet)
-    trainer.setup(resume, overwrite)
+    trainer.setup(resume, overwrite, allow_config_change)
     started = time.perf_counter()
     final = trainer.run()
     trainer.close(final)
