@@ -2,7 +2,8 @@
 detection or retrieval does with its data, its outputs and its metrics.
 
 A task file (``tasks/<name>.yaml``) names its input sampling and output grammar; :func:`kind_of` picks, once, the
-registered :class:`TaskKind` whose ``sampling`` and ``grammar`` match (or the one named by the file's ``kind:``).
+registered :class:`TaskKind` whose ``sampling`` and ``grammar`` match, or the one its ``kind:`` names (a registered
+name, or ``package.module:name`` for a kind of the user's, imported then).
 Everything downstream — example items, the training loss, decoding an evaluation batch, scoring, the headline
 metric, inference records, their summary lines and figures — asks the kind instead of comparing strings. A new
 task of an existing kind is data files only; a new kind is one module with a :func:`register_kind` class.
@@ -10,6 +11,7 @@ task of an existing kind is data files only; a new kind is one module with a :fu
 
 from __future__ import annotations
 
+import importlib
 from typing import ClassVar
 
 import numpy as np
@@ -22,10 +24,11 @@ KINDS: dict[str, type["TaskKind"]] = {}
 def register_kind(cls: type["TaskKind"]) -> type["TaskKind"]:
     """Class decorator: make ``cls`` the kind of every task whose (sampling, grammar) it declares."""
     for other in KINDS.values():
-        if other is not cls and (other.sampling, other.grammar) == (cls.sampling, cls.grammar) \
-                and other.name != cls.name:
+        if cls.by_default and other.by_default and other.name != cls.name \
+                and (other.sampling, other.grammar) == (cls.sampling, cls.grammar):
             raise ConfigError(f"task kinds {other.name!r} and {cls.name!r} both claim sampling {cls.sampling!r} "
-                              f"with grammar {cls.grammar!r}")
+                              f"with grammar {cls.grammar!r} (set by_default = False on one: task files then "
+                              f"name it with 'kind:')")
     KINDS[cls.name] = cls
     return cls
 
@@ -34,11 +37,22 @@ def find_kind(sampling: str, grammar: str, kind: str | None = None, where: str =
     """The registered kind named ``kind``, else the one reading ``sampling`` and writing ``grammar``."""
     prefix = f"{where}: " if where else ""
     if kind is not None:
+        if kind not in KINDS and ":" in kind:  # "package.module:name": a user's kind, registered on import
+            module = kind.split(":", 1)[0]
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise ConfigError(f"{prefix}key 'kind': cannot import {module!r} for task kind {kind!r} ({e})") from None
+            kind = kind.split(":", 1)[1]
         if kind not in KINDS:
             raise ConfigError(f"{prefix}key 'kind': unknown task kind {kind!r}; registered: {', '.join(sorted(KINDS))}")
-        return KINDS[kind]
+        cls = KINDS[kind]
+        if (cls.sampling, cls.grammar) != (sampling, grammar):
+            raise ConfigError(f"{prefix}key 'kind': task kind {kind!r} reads sampling {cls.sampling!r} and writes "
+                              f"grammar {cls.grammar!r}, the task file says {sampling!r} and {grammar!r}")
+        return cls
     for cls in KINDS.values():
-        if (cls.sampling, cls.grammar) == (sampling, grammar):
+        if cls.by_default and (cls.sampling, cls.grammar) == (sampling, grammar):
             return cls
     raise ConfigError(f"{prefix}no task kind takes sampling {sampling!r} with grammar {grammar!r}; registered "
                       f"kinds: " + ", ".join(f"{c.name} ({c.sampling} -> {c.grammar})" for c in KINDS.values()))
@@ -66,9 +80,12 @@ class TaskKind:
     sampling: ClassVar[str]  # the task file's input.sampling this kind reads
     grammar: ClassVar[str]  # the task file's output.grammar this kind writes ("none": encoder only)
     headline: ClassVar[tuple[str, bool]]  # (metric that ranks evaluations, higher is better)
+    by_default: ClassVar[bool] = True  # the kind of every task file with its (sampling, grammar) and no 'kind:'
     coordinate_targets: ClassVar[bool] = False  # targets are continuous coordinates (quantised into bins)
     paired_3d_targets: ClassVar[bool] = False  # 2D input whose 3D targets come from a column or a paired dataset
     prediction_prefix: ClassVar[str] = "predicted: "  # how a picture's title introduces the record's prediction
+    required_columns: ClassVar[dict[str, str]] = {}  # dataset columns the kind reads -> what they hold (errors)
+    scores_horizons: ClassVar[bool] = False  # evaluation reports errors at horizons in ms (needs the data's fps)
     inference_options: ClassVar[tuple[str, ...]] = ()  # infer.py options only this kind takes (observe, start, ...)
 
     def __init__(self, spec):

@@ -34,6 +34,7 @@ class Detection(TaskKind):
     sampling = "sliding_window"
     grammar = "segments"
     headline = ("mAP_a@0.5", True)
+    required_columns = {"segments": "untrimmed data with ground truth"}
 
     def merge(self, windows, num_frames: int):
         """[(label, start, end, score)] in sequence frames from [(window start, segments)] of one sequence."""

@@ -40,6 +40,7 @@ class MotionPrediction(CoordinateKind):
     sampling = "observed_window"
     headline = ("mpjpe_mean_mm", False)
     inference_options = ("start",)
+    scores_horizons = True
 
     def clip_frames(self) -> tuple[int, int]:
         """(observed frames, future frames K)."""

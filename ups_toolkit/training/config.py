@@ -32,6 +32,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import ConfigError
+from ..kinds import kind_of
 
 # ----------------------------------------------------------------------------------------------------------------------
 # value checkers: each takes (value, where) and returns the normalised value or raises ConfigError
@@ -555,12 +556,12 @@ def check_semantics(config: ExperimentConfig, w: _Where | None = None, *, check_
             if t.get("type") in ("Resize", "CropResize"):
                 raise w.error(f"{key}.transforms[{i}]", f"{t['type']}: temporal sampling is the task's "
                                                         f"(input.sampling {spec.input.sampling!r}); remove it")
-        if spec.output.grammar == "coordinates" and train_pipeline.random:
+        if kind_of(spec).coordinate_targets and train_pipeline.random:
             raise w.error(f"{key}.transforms", "a coordinate-output task needs deterministic transforms (a random "
                                                "geometric change of the input would not reach the target)")
         if settings["train"] is None and settings["eval"] is None:
             raise w.error(key, "give a 'train' and/or an 'eval' dataset")
-        if settings["eval_obs_ratios"] is not None and spec.input.sampling != "observed_prefix":
+        if settings["eval_obs_ratios"] is not None and "observe" not in kind_of(spec).inference_options:
             raise w.error(f"{key}.eval_obs_ratios", "only for observed-prefix tasks (early prediction)")
         if check_data:
             _check_task_data(config, name, spec, settings, w)
@@ -587,6 +588,7 @@ def _check_task_data(config, name, spec, settings, w) -> None:
 
     key = f"tasks.{name}"
     kinds = set(spec.input.kinds)
+    kind = kind_of(spec)
     first = None
     for ref_name in ("train", "eval"):
         ref = settings[ref_name]
@@ -605,7 +607,7 @@ def _check_task_data(config, name, spec, settings, w) -> None:
         if desc.channels is not None and f"{desc.channels}d" not in kinds:
             raise w.error(f"{rkey}.path", f"{ref['path']} holds {desc.channels}D keypoints; task {name!r} takes "
                                           f"{' or '.join(sorted(k.upper() for k in kinds))}")
-        if spec.output.grammar == "coordinates" and spec.input.sampling == "consecutive":
+        if kind.paired_3d_targets:
             target = ref["target_path"]
             if target is None and desc.columns and "keypoint_3d" not in desc.columns:
                 raise w.error(f"{rkey}.target_path", f"{ref['path']} has no keypoint_3d column: name the 3D "
@@ -623,10 +625,11 @@ def _check_task_data(config, name, spec, settings, w) -> None:
                                                              f"{desc.layout!r}")
         elif ref["target_path"] is not None:
             raise w.error(f"{rkey}.target_path", "only 2D-to-3D pose estimation pairs a target dataset")
-        if spec.input.sampling == "observed_window" and ref_name == "eval" and desc.fps:
+        if kind.scores_horizons and ref_name == "eval" and desc.fps:
             _check_horizons(config, name, spec, float(desc.fps), w)
-        if spec.output.grammar == "segments" and desc.columns and "segments" not in desc.columns:
-            raise w.error(f"{rkey}.path", f"{ref['path']} has no 'segments' (untrimmed data with ground truth)")
+        for column, what in kind.required_columns.items():
+            if desc.columns and column not in desc.columns:
+                raise w.error(f"{rkey}.path", f"{ref['path']} has no {column!r} ({what})")
         if spec.output.label_sets and desc.class_names is not None:
             first = first or desc
             if desc.class_names != first.class_names:

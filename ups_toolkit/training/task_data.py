@@ -1,19 +1,20 @@
-"""Per-task examples from prepared datasets: encoder input at T frames + target tokens (DESIGN.md D2, D4, D5).
+"""Per-task examples from prepared datasets: encoder input at T frames + target tokens.
 
-One :class:`TaskExamples` turns the samples of one split into examples of one task, following the task file's
-``input.sampling``:
+One :class:`TaskExamples` turns the samples of one split into examples of one task. Which items and how each becomes
+an example is the task's kind (:mod:`ups_toolkit.kinds`, chosen from the task file's ``input.sampling`` and
+``output.grammar``):
 
-| sampling | training item | evaluation items | input | target |
+| kind (sampling) | training item | evaluation items | input | target |
 |---|---|---|---|---|
-| whole_sequence | a sequence (a random span of >= train_crop of it) | every sequence | all n valid frames resampled to T | the label |
-| observed_prefix | a sequence, ratio random or fixed | (sequence, ratio) pairs | first n_obs frames resampled | the label |
-| consecutive | a sequence, random centre frame | (sequence, frame) every k-th frame | T consecutive 2D frames around the frame (edge-replicated or zero past the ends, optional stride) | root-relative 3D of the centre frame T//2 |
-| observed_window | a sequence, random window | evenly spaced windows | observed_frames frames resampled to T | K future residuals to the last observed frame |
-| sliding_window | a sequence, random window start | every window (W frames, hop H) | W raw frames (zero past the end) resampled to T | segments with >= min_inside_fraction inside, window-relative |
+| recognition (whole_sequence) | a sequence (a random span of >= train_crop of it) | every sequence | all n valid frames resampled to T | the label |
+| early prediction (observed_prefix) | a sequence, ratio random or fixed | (sequence, ratio) pairs | first n_obs frames resampled | the label |
+| lifting (consecutive) | a sequence, random centre frame | (sequence, frame) every k-th frame | T consecutive 2D frames around the frame (edge-replicated or zero past the ends, optional stride) | root-relative 3D of the centre frame T//2 |
+| motion prediction (observed_window) | a sequence, random window | evenly spaced windows | observed_frames frames resampled to T | K future residuals to the last observed frame |
+| detection (sliding_window) | a sequence, random window start | every window (W frames, hop H) | W raw frames (zero past the end) resampled to T | segments with >= min_inside_fraction inside, window-relative |
 
 Transforms from the config act on the encoder input after the temporal sampling; for motion prediction they act on
 the whole clip (observed + future frames) before it is split, so a geometric change reaches the target too. All
-randomness of an example comes from ``np.random.default_rng([seed, task_index, epoch, item])`` (D9), so an epoch is
+randomness of an example comes from ``np.random.default_rng([seed, task_index, epoch, item])``, so an epoch is
 reproducible and resuming mid-epoch gives the same examples.
 
 Coordinate ranges of ``range_mode: percentiles`` tasks are resolved here from the training targets
