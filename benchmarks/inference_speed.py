@@ -38,7 +38,7 @@ from ups_toolkit.data.synthetic import generate_samples  # noqa: E402
 from ups_toolkit.inference.examples import adapt_to_model  # noqa: E402
 from ups_toolkit.inference.recipe import TaskRecipe, find_run_config, read_model_info, task_recipe  # noqa: E402
 from ups_toolkit.inference.runner import Session, label_names, run_task  # noqa: E402
-from ups_toolkit.training.task_data import deterministic_part  # noqa: E402
+from ups_toolkit.skeleton.transforms import deterministic_part  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"action_recognition_3d": "ntu25", "pose_estimation_2d3d": "h36m17"}

@@ -132,7 +132,8 @@ def test_inference_examples_are_the_evaluation_examples(run_dir):
     from ups_toolkit.data.prepared import load_prepared
     from ups_toolkit.inference.examples import InferenceExamples, adapt_to_model
     from ups_toolkit.inference.recipe import find_run_config, read_model_info, task_recipe
-    from ups_toolkit.training.task_data import TaskExamples, deterministic_part, load_split
+    from ups_toolkit.skeleton.transforms import deterministic_part
+    from ups_toolkit.training.task_data import TaskExamples, load_split
 
     info = read_model_info(run_dir / "model")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -282,6 +283,51 @@ def test_retrieval_finds_neighbours_in_a_gallery(run_dir, tmp_path, capsys):
     d = json.loads((run_dir / "model" / "config.json").read_text())["encoder"]["d_model"]
     assert np.load(out / "coordinates.npz")["s0001_feature"].shape == (2 * d,)  # g = [max_t y_t; max_s y_s]
     assert (out / f"000_{doc['results'][0]['sample_id']}_neighbours.png").is_file()
+
+
+def test_a_model_folder_copied_alone_infers_every_task(run_dir, tmp_path, capsys):
+    """The model folder needs nothing else: no run config.yaml, no training data (preprocessing.json)."""
+    import shutil
+
+    alone = tmp_path / "somewhere" / "my_model"
+    shutil.copytree(run_dir / "model", alone)
+    saved = json.loads((alone / "preprocessing.json").read_text())["tasks"]
+    assert sorted(saved) == sorted(TRAINED_TASKS)
+    assert saved["action_recognition_3d"]["transforms"] == [{"type": "PreNormalize3D"}]
+    assert saved["action_recognition_3d"]["layouts"] == ["ntu25"] and saved["action_recognition_3d"]["channels"] == [3]
+    names = saved["action_recognition_3d"]["label_names"]
+    config = json.loads((alone / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(names))] == names and names[0] != "LABEL_0"
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())  # only to find each task's test data
+    for task in TRAINED_TASKS:
+        data = run_config["tasks"][task]["eval"]["path"]
+        out = tmp_path / task
+        code, stdout, err = infer(capsys, "--task", task, "--model", alone, "--input", data, "--split", "test",
+                                  "--limit", 1, "--out", out)
+        assert code == 0, (task, err)
+        doc = results(out)
+        assert doc["run_config"] == str(alone / "preprocessing.json") and not doc["notes"], task
+        if saved[task]["label_names"] and "prediction" in doc["results"][0]:
+            assert doc["results"][0]["prediction"] in saved[task]["label_names"]
+
+
+def test_a_config_that_disagrees_with_the_saved_preprocessing_is_refused(run_dir, tmp_path):
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    run_config["tasks"]["action_recognition_3d"]["label_set"] = "ntu60"
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(run_config))
+    data = run_dir / "data" / "ntu25_3d"
+    result = infer_subprocess("--task", "action_recognition_3d", "--model", run_dir / "model", "--input", data,
+                              "--split", "test", "--limit", 1, "--config", other)
+    assert result.returncode == 2, result.stderr
+    assert "key 'tasks.action_recognition_3d.label_set' is 'ntu60', but the model was trained with 'synthetic'" \
+        in result.stderr
+    run_config["tasks"]["action_recognition_3d"]["label_set"] = None
+    run_config["tasks"]["action_recognition_3d"]["eval_transforms"] = []
+    other.write_text(yaml.safe_dump(run_config))
+    result = infer_subprocess("--task", "action_recognition_3d", "--model", run_dir / "model", "--input", data,
+                              "--split", "test", "--limit", 1, "--config", other)
+    assert result.returncode == 2 and "key 'tasks.action_recognition_3d.eval_transforms' gives []" in result.stderr
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -155,7 +155,8 @@ def run(args) -> int:
 
         kind = kind_class(load_task(args.task))
     _check_options(args, kind, args.task)
-    recipe = task_recipe(args.task, info, find_run_config(info.path, args.config), args.label_set)
+    recipe = task_recipe(args.task, info, find_run_config(info.path, args.config), args.label_set,
+                         explicit_config=args.config is not None)
 
     from .inputs import read_inputs
 
@@ -174,7 +175,7 @@ def run(args) -> int:
     from .runner import Session, label_names, run_task
 
     session = Session(model, recipe, layout, device=device, top_k=args.top_k, batch_size=args.batch_size,
-                      label_names=label_names(model, recipe.label_set))
+                      label_names=recipe.label_names or label_names(model, recipe.label_set))
     results = run_task(session, samples, observe=args.observe, start=args.start, min_score=args.min_score,
                        gallery=gallery)
 

@@ -1,11 +1,11 @@
 """What a saved model needs besides its weights to read new data exactly as training did.
 
-The model folder (``save_pretrained``: ``config.json``, ``model.safetensors``, ``vocab.json``) holds the task specs
-with their resolved coordinate ranges, ``input.observed_frames`` / ``output.frames`` overrides and window sizes
-(``config.task_specs``), so decoding and the temporal sampling come from the model itself. It does **not** hold the
-experiment's transforms (pre-normalisation), the label set chosen for each task, or the layout of the data each task
-was trained on: those live in the run's resolved ``config.yaml``, which ``train.py`` writes into ``output_dir`` next
-to ``model/`` (and two levels above ``finetuned/<task>/``). :func:`task_recipe` reads them from there (or from
+The model folder holds it all: ``config.json`` the task specs (resolved coordinate ranges, ``input.observed_frames``
+/ ``output.frames`` overrides, window sizes, the kind), so decoding and the temporal sampling come from the model
+itself; ``preprocessing.json`` (:mod:`ups_toolkit.preprocessing`) the evaluation transforms, the label set and its
+class names, and the layouts and channels of the training data. :func:`task_recipe` reads them from there; a
+``--config`` that disagrees with them is refused, naming the key. Models saved before ``preprocessing.json`` existed
+fall back to the run's ``config.yaml`` beside ``model/`` (or two levels above ``finetuned/<task>/``, or
 ``--config``), taking the evaluation transforms exactly as evaluation does (``eval_transforms``, else the
 deterministic part of ``transforms``).
 
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..preprocessing import PREPROCESSING_FILE, read_preprocessing
+from ..skeleton.transforms import deterministic_part
 
 MODEL_FILES = ("config.json", "model.safetensors", "vocab.json")
 RUN_CONFIG = "config.yaml"
@@ -100,6 +102,7 @@ class TaskRecipe:
     channels: tuple[int, ...]
     source: str
     notes: list[str] = field(default_factory=list)
+    label_names: list[str] | None = None  # class names of label_set as the training data named them
 
 
 def known_tasks() -> dict[str, Path]:
@@ -129,12 +132,12 @@ def check_task(task: str, info: ModelInfo) -> str:
                       f"{', '.join(info.tasks)})")
 
 
-def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: str | None = None) -> TaskRecipe:
-    """The preprocessing and decoding settings of ``task`` for the model described by ``info``."""
-    import yaml
-
+def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: str | None = None, *,
+                explicit_config: bool = False) -> TaskRecipe:
+    """The preprocessing and decoding settings of ``task`` for the model described by ``info``: from the model
+    folder's ``preprocessing.json``; for models saved before it existed, from the run's ``config.yaml``.
+    ``explicit_config`` (``--config`` was given): a config that disagrees with the saved preprocessing is refused."""
     from ..tokenization.specs import load_task, parse_task
-    from ..training.task_data import deterministic_part
 
     model_task = check_task(task, info)
     if task == model_task:
@@ -142,18 +145,25 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
                           expected_name=task)
     else:
         spec = load_task(task)
+    saved = read_preprocessing(info.path)
+    if saved is not None and model_task in saved:
+        entry = saved[model_task]
+        where = info.path / PREPROCESSING_FILE
+        if explicit_config and run_config is not None:
+            _check_against_saved(run_config, model_task, entry, where)
+        chosen = label_set if label_set is not None else entry["label_set"]
+        chosen = spec.resolve_label_set(chosen) if spec.output.label_sets else None
+        names = list(entry["label_names"]) if chosen == entry["label_set"] and entry["label_names"] else None
+        accepted = [l for l in spec.input.layouts if l in info.layouts]
+        layouts = [l for l in entry["layouts"] if l in info.layouts] or accepted
+        channels = tuple(int(c) for c in entry["channels"]) or tuple(spec.input.channels)
+        return TaskRecipe(task, model_task, spec, list(entry["transforms"]), chosen, layouts, channels, str(where),
+                          label_names=names)
     if run_config is None:
-        raise ConfigError(f"no run config beside {info.path} ({info.path.parent / RUN_CONFIG}): the model folder "
-                          f"does not store the input transforms; pass --config with the config.yaml train.py saved "
-                          f"for this model")
-    try:
-        data = yaml.safe_load(run_config.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{run_config}: not valid YAML ({str(e).splitlines()[0]})") from None
-    settings = (data or {}).get("tasks", {}).get(model_task) if isinstance(data, dict) else None
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{run_config}: no settings for task {model_task!r} (key 'tasks.{model_task}'); is it the "
-                          f"config of the run that saved {info.path}?")
+        raise ConfigError(f"no run config beside {info.path} ({info.path.parent / RUN_CONFIG}) and no "
+                          f"{PREPROCESSING_FILE} in it: the model folder does not store the input transforms; pass "
+                          f"--config with the config.yaml train.py saved for this model")
+    data, settings = _run_settings(run_config, model_task, info)
     transforms = settings.get("eval_transforms")
     if transforms is None:
         transforms = deterministic_part(settings.get("transforms") or [])
@@ -163,7 +173,39 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
     else:
         chosen = None
     layouts, channels, notes = _trained_layouts(spec, info, settings, _training_folder(run_config, data))
+    notes.append(f"{info.path} has no {PREPROCESSING_FILE} (saved by an older version): preprocessing read from "
+                 f"{run_config}")
     return TaskRecipe(task, model_task, spec, list(transforms), chosen, layouts, channels, str(run_config), notes)
+
+
+def _run_settings(run_config: Path, model_task: str, info: ModelInfo) -> tuple[dict, dict]:
+    """(the whole run config, its settings of ``model_task``) from a config.yaml; ConfigError naming the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(run_config.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{run_config}: not valid YAML ({str(e).splitlines()[0]})") from None
+    settings = (data or {}).get("tasks", {}).get(model_task) if isinstance(data, dict) else None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{run_config}: no settings for task {model_task!r} (key 'tasks.{model_task}'); is it the "
+                          f"config of the run that saved {info.path}?")
+    return data, settings
+
+
+def _check_against_saved(run_config: Path, model_task: str, entry: dict, where: Path) -> None:
+    """Refuse a ``--config`` whose preprocessing of ``model_task`` differs from what the model was trained with."""
+    _, yaml_settings = _run_settings(run_config, model_task, ModelInfo(where.parent, [], [], {}, {}))
+    transforms = yaml_settings.get("eval_transforms")
+    if transforms is None:
+        transforms = deterministic_part(yaml_settings.get("transforms") or [])
+    if list(transforms) != list(entry["transforms"]):
+        raise ConfigError(f"--config {run_config}: key 'tasks.{model_task}.eval_transforms' gives {transforms}, but "
+                          f"the model was trained with {entry['transforms']} ({where}); leave out --config")
+    label_set = yaml_settings.get("label_set")
+    if label_set is not None and label_set != entry["label_set"]:
+        raise ConfigError(f"--config {run_config}: key 'tasks.{model_task}.label_set' is {label_set!r}, but the model "
+                          f"was trained with {entry['label_set']!r} ({where}); leave out --config")
 
 
 def _training_folder(run_config: Path, data: dict) -> Path | None:

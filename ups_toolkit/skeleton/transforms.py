@@ -56,6 +56,7 @@ __all__ = [
     "bone_features",
     "build_transform",
     "build_transforms",
+    "deterministic_part",
     "motion_features",
     "resize_frames",
     "rotation_onto",
@@ -696,3 +697,8 @@ def build_transforms(configs: Sequence[dict | Transform]) -> Compose:
     if isinstance(configs, dict) or not isinstance(configs, (list, tuple)):
         raise ConfigError(f"transforms must be a list of config dicts, got {type(configs).__name__}")
     return Compose(list(configs))
+
+
+def deterministic_part(configs: Sequence[dict]) -> list[dict]:
+    """The transform configs of a list that draw no random numbers (what evaluation applies by default)."""
+    return [t for t in configs if not build_transforms([t]).random]

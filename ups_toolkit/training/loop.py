@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text, replace_directory
 from ..errors import ConfigError
+from ..preprocessing import task_preprocessing, write_preprocessing
 from .checkpoint import (claim_output_dir, read_trainer_state, resolve_checkpoint, restore_scheduler, save_checkpoint,
                          trainer_record)
 from .config_change import check_config_change, record_config_changes
@@ -479,7 +480,14 @@ class Trainer:
         if accelerator.is_main_process:
             staging = target.with_name(f".{target.name}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
+            preprocessing = {state.name: task_preprocessing(state) for state in self.states}
+            # id2label: the classes of the first recognition-type task (Hugging Face's field holds one label set)
+            named = [p for p in preprocessing.values() if p["label_names"]]
+            if named:
+                model.config.id2label = dict(enumerate(named[0]["label_names"]))
+                model.config.label2id = {name: i for i, name in model.config.id2label.items()}
             model.save_pretrained(staging)
+            write_preprocessing(staging, preprocessing)
             replace_directory(staging, target)
         accelerator.wait_for_everyone()
 

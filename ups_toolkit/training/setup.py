@@ -9,12 +9,12 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..kinds import kind_of
+from ..skeleton.transforms import deterministic_part
 from ..tokenization.specs import TaskSpec, load_task
 from .config import ExperimentConfig
 from .task_data import (
     SplitData,
     TaskExamples,
-    deterministic_part,
     load_split,
     make_codec,
     resolve_coordinate_ranges,

@@ -151,11 +151,6 @@ def _pair_3d(split: SplitData, ref: dict, key: str) -> None:
 # examples
 
 
-def deterministic_part(transforms: list[dict]) -> list[dict]:
-    """The transforms of a config list that draw no random numbers (the evaluation default)."""
-    return [t for t in transforms if not build_transforms([t]).random]
-
-
 class TaskExamples:
     """Examples of one task from one split. ``example(item, rng)`` -> dict of numpy arrays:
 
