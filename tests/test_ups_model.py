@@ -340,6 +340,30 @@ def test_time_expectation_l1_measures_the_soft_argmax_distance_in_window_fractio
     assert float(model.time_expectation_l1(flat, no_time, task)) == 0.0
 
 
+@torch.no_grad()
+def test_forward_returns_the_trained_loss_with_the_kinds_auxiliary_terms():
+    """forward(labels=..., coordinates=...) = cross-entropy + auxiliary_weights[task] × the kind's term."""
+    weights = {"pose_estimation_2d3d": 2.0, "temporal_action_detection": 0.5}
+    weighted, plain = tiny_model(seed=0, auxiliary_weights=weights).eval(), tiny_model(seed=0).eval()
+    task, (pose, layout) = "pose_estimation_2d3d", pose_for("pose_estimation_2d3d")
+    labels = targets_for(plain, task)["labels"]
+    coordinates = torch.rand(3, 1, 17, 3) - 0.5
+    ce = plain(pose=pose, layout=layout, task=task, labels=labels, coordinates=coordinates)
+    total = weighted(pose=pose, layout=layout, task=task, labels=labels, coordinates=coordinates)
+    l1 = (plain.coordinate_expectation(ce.logits, task, layout) - coordinates).abs().mean()
+    assert float(total.loss) == pytest.approx(float(ce.loss + 2.0 * l1), rel=1e-6) and float(l1) > 0
+    with pytest.raises(ValueError, match="pass coordinates=..."):
+        weighted(pose=pose, layout=layout, task=task, labels=labels)
+    task, (pose, layout) = "temporal_action_detection", pose_for("temporal_action_detection")
+    labels = targets_for(plain, task)["labels"]
+    ce = plain(pose=pose, layout=layout, task=task, labels=labels)
+    total = weighted(pose=pose, layout=layout, task=task, labels=labels)
+    expected = ce.loss + 0.5 * plain.time_expectation_l1(ce.logits, labels, task)
+    assert float(total.loss) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ConfigError, match="auxiliary_weights must be >= 0 and name configured tasks"):
+        tiny_config(auxiliary_weights={"nope": 1.0})
+
+
 @pytest.mark.parametrize("task", ["action_recognition_3d", "pose_estimation_2d3d", "temporal_action_detection"])
 def test_cached_decoding_equals_uncached_decoding(task):
     model = tiny_model(seed=2).eval()

@@ -121,8 +121,9 @@ class TaskKind:
         return None
 
     # ---- training ---------------------------------------------------------------------------------------------------
-    def auxiliary_loss(self, model, logits, batch: dict, layout: str, weight: float):
-        """A term added to the decoder's cross-entropy (None: none), e.g. an L1 on soft-argmax coordinates."""
+    def auxiliary_loss(self, model, logits, labels, coordinates, layout: str, weight: float):
+        """``weight`` × a term added to the decoder's cross-entropy by ``UPSForSeq2Seq.forward`` (None: none), from
+        the teacher-forced ``logits`` (N, L, V), the target tokens and, for coordinate kinds, the true values."""
         return None
 
     # ---- evaluation -------------------------------------------------------------------------------------------------

@@ -13,12 +13,15 @@ class CoordinateKind(TaskKind):
     grammar = "coordinates"
     coordinate_targets = True
 
-    def auxiliary_loss(self, model, logits, batch, layout, weight):
+    def auxiliary_loss(self, model, logits, labels, coordinates, layout, weight):
         """``weight`` × L1 between the soft-argmax expectation of the coordinate logits and the true values."""
         if not weight:
             return None
+        if coordinates is None:
+            raise ValueError(f"task {self.spec.name!r}: its loss has an L1 term on coordinates (auxiliary weight "
+                             f"{weight}); pass coordinates=... (the continuous targets) with labels")
         soft = model.coordinate_expectation(logits, self.spec.name, layout)
-        return weight * (soft - batch["coords"].to(soft.dtype)).abs().mean()
+        return weight * (soft - coordinates.to(soft.dtype)).abs().mean()
 
     def decode_coordinates(self, model, state, pose):
         return model.predict(pose, state.layout(train=False), state.name)

@@ -67,10 +67,10 @@ class Detection(TaskKind):
     def evaluation_truth(self, split):
         return video_segments(split)
 
-    def auxiliary_loss(self, model, logits, batch, layout, weight):
+    def auxiliary_loss(self, model, logits, labels, coordinates, layout, weight):
         if not weight:
             return None
-        return weight * model.time_expectation_l1(logits, batch["labels"], self.spec.name)
+        return weight * model.time_expectation_l1(logits, labels, self.spec.name)
 
     def predict_batch(self, model, state, batch, top_k):
         import torch

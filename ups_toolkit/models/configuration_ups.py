@@ -47,6 +47,10 @@ class UPSConfig(PreTrainedConfig):
         loss_over: ``grammar`` (cross-entropy over the grammar-allowed tokens at each position) or ``vocabulary``
             (full-vocabulary cross-entropy, for ablation).
         label_smoothing: ε of label smoothing over the tokens the loss's softmax covers (0 = plain cross-entropy).
+        auxiliary_weights: ``{task: λ}``, the weight of the task kind's term added to the cross-entropy by
+            ``forward(labels=..., coordinates=...)`` (lifting, motion prediction: L1 on soft-argmax coordinates;
+            detection: the temporal-bin L1); training fills it from ``training.l1_weight`` / the task's
+            ``l1_weight``. Missing tasks: 0.
         pooled_feature: how the decoder reads DSTE's max-pooled global feature g: ``bos`` (default: projected and
             added to the BOS input embedding), ``memory`` (one more memory token) or ``none`` (only through the
             temporal/spatial tokens; models saved before this option existed load as ``none``). Issue 14: on a
@@ -89,6 +93,7 @@ class UPSConfig(PreTrainedConfig):
     eot_weight: float = 1.0
     loss_over: str = "grammar"
     label_smoothing: float = 0.0
+    auxiliary_weights: dict = field(default_factory=dict)
     pooled_feature: str = "bos"
     gumbel_temperature_start: float = 1.0
     gumbel_temperature_end: float = 0.1
@@ -115,6 +120,7 @@ class UPSConfig(PreTrainedConfig):
         eot_weight: float = 1.0,
         loss_over: str = "grammar",
         label_smoothing: float = 0.0,
+        auxiliary_weights: dict | None = None,
         pooled_feature: str = "bos",
         gumbel_temperature_start: float = 1.0,
         gumbel_temperature_end: float = 0.1,
@@ -130,6 +136,7 @@ class UPSConfig(PreTrainedConfig):
         self.vocab_residual, self.logits = bool(vocab_residual), str(logits)
         self.logit_scale_init, self.eot_weight, self.loss_over = float(logit_scale_init), float(eot_weight), loss_over
         self.label_smoothing, self.pooled_feature = float(label_smoothing), str(pooled_feature)
+        self.auxiliary_weights = {str(t): float(w) for t, w in (auxiliary_weights or {}).items()}
         self.gumbel_temperature_start = float(gumbel_temperature_start)
         self.gumbel_temperature_end = float(gumbel_temperature_end)
         self.text_embedding_source = str(text_embedding_source)
@@ -159,6 +166,9 @@ class UPSConfig(PreTrainedConfig):
             problems.append(f"label_smoothing {self.label_smoothing} must lie in [0, 1)")
         if self.pooled_feature not in POOLED_FEATURE_USES:
             problems.append(f"pooled_feature {self.pooled_feature!r} is not one of {', '.join(POOLED_FEATURE_USES)}")
+        unknown = [t for t in self.auxiliary_weights if t not in self.tasks]
+        if unknown or any(w < 0 for w in self.auxiliary_weights.values()):
+            problems.append(f"auxiliary_weights must be >= 0 and name configured tasks, got {self.auxiliary_weights}")
         if self.eot_weight < 0:
             problems.append(f"eot_weight {self.eot_weight} must be >= 0")
         if not 0 < self.gumbel_temperature_end <= self.gumbel_temperature_start:

@@ -33,6 +33,7 @@ from transformers.generation import LogitsProcessor, LogitsProcessorList
 from transformers.utils import ModelOutput
 
 from ..errors import ConfigError, UPSError
+from ..kinds import kind_of
 from ..tokenization.grammar import Grammar, build_grammar
 from ..tokenization.targets import build_codec
 from ..tokenization.vocabulary import Vocabulary
@@ -473,7 +474,8 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
     # ---- forward and loss --------------------------------------------------------------------------------------------
     def forward(self, pose: torch.Tensor | None = None, layout: str | None = None, task: str | None = None,
                 labels: torch.LongTensor | None = None, label_weights: torch.Tensor | None = None,
-                label_set: str | None = None, decoder_input_ids: torch.LongTensor | None = None,
+                label_set: str | None = None, coordinates: torch.Tensor | None = None,
+                decoder_input_ids: torch.LongTensor | None = None,
                 encoder_outputs: UPSEncoderOutput | None = None, cache: EncoderDecoderCache | None = None,
                 use_cache: bool | None = None, return_dict: bool | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
@@ -482,6 +484,9 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
 
         pose: (N, T, M, V, C) float; labels: (N, L) target tokens after BOS ending with EOT, PAD (0, or -100) after;
         label_weights: (N, L) float, default 1 on targets, ``config.eot_weight`` on EOT, 0 on PAD;
+        coordinates: the continuous targets of a coordinate task (lifting (N, F, J, 3), motion (N, K, J, 3) metres)
+        for the kind's soft-argmax L1. ``loss`` is what training minimises: the cross-entropy plus
+        ``config.auxiliary_weights[task]`` × the task kind's auxiliary term (``TaskKind.auxiliary_loss``);
         decoder_input_ids: default [BOS_task] + labels[:, :-1] (or [BOS_task] without labels);
         cache: an ``EncoderDecoderCache`` (decoding step by step; input_ids then hold the new tokens only);
         ``past_key_values`` is its name before transformers 5.24, which ``generate()`` there passes;
@@ -525,6 +530,11 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             logits = self.decoder.logits(hidden)
             if labels is not None:
                 loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout)
+        weight = self.config.auxiliary_weights.get(task, 0.0)
+        if loss is not None and weight:
+            extra = kind_of(self.task_spec(task)).auxiliary_loss(self, logits, labels, coordinates, layout, weight)
+            if extra is not None:
+                loss = loss + extra
         out = UPSSeq2SeqOutput(loss=loss, logits=logits, cache=cache, decoder_hidden_state=hidden,
                                encoder_pooled=encoder_outputs.pooled, routes=encoder_outputs.routes,
                                past_key_values=cache)

@@ -309,9 +309,6 @@ class Trainer:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.set_routing_temperature(self.state.step, total_steps)
         accum = self.config["optim"]["grad_accum"]
-        l1_weight = state.settings["l1_weight"]
-        if l1_weight is None:
-            l1_weight = self.config["training"]["l1_weight"]
         layout = state.layout(train=True)
         total = 0.0
         for micro in range(accum):
@@ -320,11 +317,8 @@ class Trainer:
             # DDP: gradients are all-reduced only on the last micro-batch
             with accelerator.no_sync(model) if not sync else nullcontext():
                 out = model(pose=batch["pose"], layout=layout, task=name, labels=batch["labels"],
-                            label_set=state.label_set)
-                loss = out.loss
-                extra = state.kind.auxiliary_loss(unwrapped, out.logits, batch, layout, l1_weight)
-                if extra is not None:
-                    loss = loss + extra
+                            label_set=state.label_set, coordinates=batch.get("coords"))
+                loss = out.loss  # cross-entropy + the kind's auxiliary term (config.auxiliary_weights)
                 accelerator.backward(state.settings["loss_weight"] * loss / accum)
             total += float(loss.detach()) / accum
         grad_norm = None

@@ -167,6 +167,11 @@ def build_model_config(config: ExperimentConfig, states: list[TaskState], text_s
     tokens = max(encoder["layout_persons"].get(l, encoder["max_persons"]) * get_layout(l).num_joints
                  for l in encoder["layouts"])
     encoder.setdefault("max_spatial_tokens", tokens)
+    # the weight of each task kind's auxiliary loss term, part of what forward(labels=...) returns
+    default_l1 = config["training"]["l1_weight"]
+    weights = {s.name: s.settings["l1_weight"] if s.settings["l1_weight"] is not None else default_l1
+               for s in states}
+    model.setdefault("auxiliary_weights", {name: w for name, w in weights.items() if w})
     try:
         return UPSConfig(encoder=encoder, tasks=[s.name for s in states],
                          task_specs={s.name: s.spec.raw for s in states}, text_embedding_source=text_source,
