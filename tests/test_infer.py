@@ -133,7 +133,7 @@ def test_inference_examples_are_the_evaluation_examples(run_dir):
     from ups_toolkit.inference.examples import InferenceExamples, adapt_to_model
     from ups_toolkit.inference.recipe import find_run_config, read_model_info, task_recipe
     from ups_toolkit.skeleton.transforms import deterministic_part
-    from ups_toolkit.training.task_data import TaskExamples, load_split
+    from ups_toolkit.data.task_examples import TaskExamples, load_split
 
     info = read_model_info(run_dir / "model")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -250,7 +250,7 @@ def test_motion_prediction_future_frames_against_the_truth(run_dir, tmp_path, ca
 
 
 def test_detection_merges_sliding_windows(run_dir, tmp_path, capsys):
-    from ups_toolkit.training.segments import window_starts
+    from ups_toolkit.kinds.segments import window_starts
 
     out = tmp_path / "det"
     code, stdout, err = infer(capsys, "--task", "temporal_action_detection", "--model", run_dir / "model", "--input",

@@ -119,3 +119,15 @@ def test_a_kind_from_a_user_module_trains_evaluates_and_infers(tmp_path):
     refused = run([sys.executable, "infer.py", "--task", "second_half_recognition", "--model", folder / "model",
                    "--input", data_dir, "--split", "test", "--limit", 2, "--quiet"])
     assert refused.returncode == 2 and "cannot import 'my_kinds'" in refused.stderr
+
+
+def test_inference_and_the_kinds_import_no_training_module():
+    """infer.py's modules and the kinds stand on their own: nothing under ups_toolkit.training is imported."""
+    code = ("import sys, importlib\n"
+            "for m in ['cli', 'runner', 'recipe', 'examples', 'report', 'figures', 'inputs']:\n"
+            "    importlib.import_module('ups_toolkit.inference.' + m)\n"
+            "import ups_toolkit.kinds, ups_toolkit.preprocessing\n"
+            "print(sorted(m for m in sys.modules if m.startswith('ups_toolkit.training')))")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ from ups_toolkit.tokenization import build_vocabulary
 from ups_toolkit.tokenization.targets import ranges_from_percentiles
 from ups_toolkit.training.config import ExperimentConfig, load_config
 from ups_toolkit.training.loop import WarmupCosine, parameter_groups, task_cycle
-from ups_toolkit.training.segments import merge_touching, merge_window_segments, temporal_nms, window_targets
+from ups_toolkit.kinds.segments import merge_touching, merge_window_segments, temporal_nms, window_targets
 from ups_toolkit.training.setup import build_tasks
 
 
@@ -121,7 +121,7 @@ def test_recognition_resamples_the_whole_sequence(states):
 
 
 def test_recognition_train_crop_takes_a_random_span_in_training_only(states):
-    from ups_toolkit.training.task_data import TaskExamples
+    from ups_toolkit.data.task_examples import TaskExamples
 
     state = states["action_recognition_3d"]
     spec = state.spec.with_overrides({"input": {"train_crop": 0.5}})
@@ -200,7 +200,7 @@ def test_pose_ranges_come_from_training_percentiles(states):
 def test_pose_pairs_2d_and_3d_by_sample_id(tmp_path, states):
     from ups_toolkit.data.prepared import load_prepared, write_prepared
     from ups_toolkit.data.synthetic import dataset_spec
-    from ups_toolkit.training.task_data import load_split
+    from ups_toolkit.data.task_examples import load_split
 
     test3d = load_prepared(synthetic_root() / "h36m17_3d", "test")
     rows = [dict(test3d[i], _split="test") for i in reversed(range(len(test3d)))]  # another order
@@ -224,7 +224,7 @@ def test_pose_targets_from_a_keypoint_3d_column(tmp_path, states):
 
     from ups_toolkit.data.prepared import load_prepared, write_prepared
     from ups_toolkit.data.synthetic import dataset_spec
-    from ups_toolkit.training.task_data import TaskExamples, load_split
+    from ups_toolkit.data.task_examples import TaskExamples, load_split
 
     two_d = load_prepared(synthetic_root() / "h36m17_2d", "test")
     three_d = load_prepared(synthetic_root() / "h36m17_3d", "test")

@@ -5,7 +5,7 @@
 - :mod:`.recipe`: what a saved model needs besides its weights to read new data as training did (the task spec
   stored in the model, the deterministic transforms and label set of the run's ``config.yaml``, the layouts it
   was trained on);
-- :mod:`.examples`: encoder inputs built by the training code itself (:class:`~ups_toolkit.training.task_data.
+- :mod:`.examples`: encoder inputs built by the training code itself (:class:`~ups_toolkit.data.task_examples.
   TaskExamples` at evaluation settings), after mapping the input to the model's layout;
 - :mod:`.runner`: batched, cached decoding per task and the results (labels, 3D poses, future frames, segments,
   neighbours);

@@ -2,7 +2,7 @@
 
 :func:`adapt_to_model` brings each input to a layout, channel count and person count the model was trained on
 (joints mapped with :func:`~ups_toolkit.skeleton.map_layout` when the model expects another layout).
-:class:`InferenceExamples` is the training side's :class:`~ups_toolkit.training.task_data.TaskExamples` at
+:class:`InferenceExamples` is the training side's :class:`~ups_toolkit.data.task_examples.TaskExamples` at
 evaluation settings over those inputs, so resampling to T, the observed prefix, the consecutive 2D windows, motion
 clips and sliding detection windows, and the transforms, are the very functions evaluation uses. The evaluation
 items are kept, with two inference choices: pose estimation lifts **every** frame (stride 1), and motion prediction
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataFormatError
 from ..skeleton import map_layout, mapping_matrix
-from ..training.task_data import SplitData, TaskExamples
+from ..data.task_examples import SplitData, TaskExamples
 from .recipe import TaskRecipe
 
 

@@ -224,7 +224,7 @@ def _trained_layouts(spec, info: ModelInfo, settings: dict,
                      training_folder: Path | None) -> tuple[list[str], tuple[int, ...], list[str]]:
     """Layouts (preferred first) and channels the model saw for this task: those of the run's datasets when their
     metadata is still there, else every layout both the task and the encoder accept."""
-    from ..training.config import describe_dataset
+    from ..data.prepared import describe_dataset
 
     layouts, channels = [], []
     for ref in (settings.get("train"), settings.get("eval")):

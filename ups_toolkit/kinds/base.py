@@ -71,7 +71,7 @@ def kind_of(spec) -> "TaskKind":
 class TaskKind:
     """Base of every kind. Subclasses set the class attributes and override what their kind does.
 
-    The methods take the objects they act on (``examples``: a :class:`~ups_toolkit.training.task_data.TaskExamples`,
+    The methods take the objects they act on (``examples``: a :class:`~ups_toolkit.data.task_examples.TaskExamples`,
     ``state``: a :class:`~ups_toolkit.training.setup.TaskState`, ``session``: an inference
     :class:`~ups_toolkit.inference.runner.Session`), so a kind holds no data of its own.
     """

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..metrics import detection_map_pku, detection_map_voc
 from ..skeleton.transforms import resize_frames
-from ..training.segments import merge_window_segments, segments_array, window_starts, window_targets
+from .segments import merge_window_segments, segments_array, window_starts, window_targets
 from .base import TaskKind, register_kind
 
 

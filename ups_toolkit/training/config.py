@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..data.prepared import DatasetDescription, describe_dataset
 from ..errors import ConfigError
 from ..kinds import kind_of
 
@@ -450,47 +451,6 @@ def load_config(name_or_path: str, overrides: list[str] | list[tuple[str, Any]] 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # semantic checks (stage 1)
-
-
-@dataclass(frozen=True)
-class DatasetDescription:
-    """What the light checks know about a prepared dataset without loading it."""
-
-    path: str
-    splits: tuple[str, ...]
-    class_names: tuple[str, ...] | None
-    layout: str | None
-    channels: int | None
-    fps: float | None
-    columns: tuple[str, ...] = ()
-
-
-def describe_dataset(path: str | Path) -> DatasetDescription | None:
-    """From ``ups_info.json`` / ``dataset_dict.json`` / ``dataset_info.json``; None when the folder has none of
-    them (Parquet; checked after loading)."""
-    path = Path(path)
-    info_file = path / "ups_info.json"
-    dict_file = path / "dataset_dict.json"
-    if not path.is_dir() or not (info_file.is_file() or dict_file.is_file()):
-        return None
-    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-    splits = tuple(json.loads(dict_file.read_text()).get("splits", [])) if dict_file.is_file() \
-        else tuple(info.get("splits", {}))
-    columns: tuple[str, ...] = ()
-    class_names = info.get("class_names")
-    channels = info.get("channels")
-    for split in splits:
-        features_file = path / split / "dataset_info.json"
-        if features_file.is_file():
-            features = json.loads(features_file.read_text()).get("features", {})
-            columns = tuple(features)
-            if class_names is None:
-                class_names = (features.get("label") or {}).get("names")
-            if channels is None and "keypoint" in features:
-                channels = (features["keypoint"].get("shape") or [None])[-1]
-            break
-    return DatasetDescription(str(path), splits, tuple(class_names) if class_names is not None else None,
-                              info.get("layout"), channels, info.get("fps"), columns)
 
 
 def _synthetic_description(config: ExperimentConfig, path: Path) -> DatasetDescription | None:

@@ -12,7 +12,7 @@ from ..kinds import kind_of
 from ..skeleton.transforms import deterministic_part
 from ..tokenization.specs import TaskSpec, load_task
 from .config import ExperimentConfig
-from .task_data import (
+from ..data.task_examples import (
     SplitData,
     TaskExamples,
     load_split,
