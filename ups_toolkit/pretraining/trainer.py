@@ -30,7 +30,7 @@ from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from ..training.checkpoint import (claim_output_dir, read_trainer_state, resolve_checkpoint, restore_scheduler,
                                    save_checkpoint, trainer_record)
-from ..training.config_change import check_config_change, record_config_changes
+from ..training.config_change import check_config_change, save_run_config
 from ..training.config import ExperimentConfig
 
 ENCODER_FILE = "encoder.safetensors"
@@ -169,14 +169,8 @@ class PretrainTrainer:
         self.iterator = None
         self.extend = self._extends_finished_run()
         # the config is written once every check has passed (the step count needs the loader's length)
-        if accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out)
-            if self.config_changes:
-                record_config_changes(out, self.checkpoint, self.saved["total_step"], self.config_changes)
-            if not self.quiet:
-                print(config.to_yaml(), flush=True)
-        accelerator.wait_for_everyone()
+        save_run_config(accelerator, out, config, checkpoint=self.checkpoint, saved=self.saved,
+                        changes=self.config_changes, quiet=self.quiet)
         self.log = MetricsLog(accelerator, out / "metrics.jsonl")
         if config["logging"]["tensorboard"]:
             accelerator.init_trackers("tensorboard", config={"lr": optim["lr"], "batch_size": batch,

@@ -85,3 +85,17 @@ def record_config_changes(out, checkpoint, step: int, changes: dict[str, tuple])
     line = json.dumps({"checkpoint": str(checkpoint), "step": int(step),
                        "changes": {k: {"old": a, "new": b} for k, (a, b) in changes.items()}})
     atomic_write_text(path, before + line + "\n")
+
+
+def save_run_config(accelerator, out, config, *, checkpoint, saved: dict | None, changes: dict[str, tuple],
+                    quiet: bool) -> None:
+    """The main process writes the run's resolved ``config.yaml`` (once every check has passed) and the accepted
+    config changes of a resume; the others wait."""
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out)
+        if changes:
+            record_config_changes(out, checkpoint, saved["total_step"], changes)
+        if not quiet:
+            print(config.to_yaml(), flush=True)
+    accelerator.wait_for_everyone()

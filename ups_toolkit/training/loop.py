@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..preprocessing import task_preprocessing, write_preprocessing
 from .checkpoint import (claim_output_dir, read_trainer_state, resolve_checkpoint, restore_scheduler, save_checkpoint,
                          trainer_record)
-from .config_change import check_config_change, record_config_changes
+from .config_change import check_config_change, save_run_config
 from .config import ExperimentConfig, check_model_section
 
 NO_DECAY_NAMES = ("spatial_pe", "positions", "stream_embedding", "residual", "block_embeddings", "task_embeddings",
@@ -212,14 +212,8 @@ class Trainer:
             raise ConfigError(f"{config.source}: key 'training.expect_processes': {expected} processes expected, "
                               f"{accelerator.num_processes} running ({accelerator.distributed_type}); on CPUs launch "
                               f"with `accelerate launch --multi_gpu --num_processes N` (--cpu runs one process)")
-        if accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out)
-            if self.config_changes:
-                record_config_changes(out, self.checkpoint, self.saved["total_step"], self.config_changes)
-            if not self.quiet:
-                print(config.to_yaml(), flush=True)
-        accelerator.wait_for_everyone()
+        save_run_config(accelerator, out, config, checkpoint=self.checkpoint, saved=self.saved,
+                        changes=self.config_changes, quiet=self.quiet)
         set_seed(config["seed"])
         prepare_synthetic(config, accelerator)
         self.vocab, table, source = build_vocabulary_and_table(config, accelerator)
