@@ -131,3 +131,18 @@ def test_inference_and_the_kinds_import_no_training_module():
     result = run([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_task_files_metrics_are_what_evaluation_reports():
+    raw = dict(load_task("action_recognition_3d").raw)
+    with pytest.raises(ConfigError, match=r"x.yaml: key 'metrics\[1\]': task kind 'recognition' does not compute "
+                                          r"'bleu'; it computes: top1_accuracy, top5_accuracy, mean_class_accuracy"):
+        kind_of(parse_task({**raw, "metrics": ["top1_accuracy", "bleu"]}, "x.yaml"))
+    scores = {"top1": 50.0, "top5": 90.0, "mean_class": 40.0}
+    assert kind_of(load_task("action_recognition_3d")).reported(scores) == scores
+    only = kind_of(parse_task({**raw, "metrics": ["mean_class_accuracy"]}, "x.yaml"))
+    assert only.reported(scores) == {"top1": 50.0, "mean_class": 40.0}  # the headline stays
+    lifting = kind_of(load_task("pose_estimation_2d3d"))
+    pose = {"mpjpe_mm": 1.0, "p_mpjpe_mm": 2.0, "n_mpjpe_mm": 3.0, "mpjpe_soft_mm": 4.0, "floor_mm": 0.5,
+            "clip_rate_%": 0.0, "mpjpe_noflip_mm": 1.5}
+    assert lifting.reported(pose) == pose

@@ -12,6 +12,7 @@ task of an existing kind is data files only; a new kind is one module with a :fu
 from __future__ import annotations
 
 import importlib
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -86,10 +87,23 @@ class TaskKind:
     prediction_prefix: ClassVar[str] = "predicted: "  # how a picture's title introduces the record's prediction
     required_columns: ClassVar[dict[str, str]] = {}  # dataset columns the kind reads -> what they hold (errors)
     scores_horizons: ClassVar[bool] = False  # evaluation reports errors at horizons in ms (needs the data's fps)
+    # the task file's ``metrics:`` names this kind computes -> the pattern of the keys each adds to the scores
+    metric_keys: ClassVar[dict[str, str]] = {}
+    diagnostics: ClassVar[tuple[str, ...]] = ()  # keys reported whatever the task file lists (besides the headline)
     inference_options: ClassVar[tuple[str, ...]] = ()  # infer.py options only this kind takes (observe, start, ...)
 
     def __init__(self, spec):
         self.spec = spec
+        for i, metric in enumerate(spec.metrics):
+            if metric not in self.metric_keys:
+                raise ConfigError(f"{spec.path}: key 'metrics[{i}]': task kind {self.name!r} does not compute "
+                                  f"{metric!r}; it computes: {', '.join(self.metric_keys) or 'none'}")
+
+    def reported(self, metrics: dict) -> dict:
+        """The scores the task file asks for (its ``metrics:``), the headline and the kind's diagnostics."""
+        patterns = [re.compile(self.metric_keys[m]) for m in self.spec.metrics]
+        keep = {self.headline[0], *self.diagnostics}
+        return {k: v for k, v in metrics.items() if k in keep or any(p.fullmatch(k) for p in patterns)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.name!r})"

@@ -34,6 +34,8 @@ class Detection(TaskKind):
     sampling = "sliding_window"
     grammar = "segments"
     headline = ("mAP_a@0.5", True)
+    metric_keys = {"map_pku_official": r"mAP_[av]@.*", "map_voc": r"mAP_voc@.*"}
+    diagnostics = ("proposals",)
     required_columns = {"segments": "untrimmed data with ground truth"}
 
     def merge(self, windows, num_frames: int):

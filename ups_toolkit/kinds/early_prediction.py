@@ -21,6 +21,7 @@ class EarlyPrediction(Recognition):
     sampling = "observed_prefix"
     grammar = "action"
     headline = ("top1_mean", True)
+    metric_keys = {"top1_accuracy_per_ratio": r"top1@.*", "top1_accuracy_mean_over_ratios": "top1_mean"}
     inference_options = ("observe",)
 
     def ratios(self, examples) -> list[float]:

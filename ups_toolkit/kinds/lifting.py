@@ -45,6 +45,9 @@ class Lifting(CoordinateKind):
     name = "lifting"
     sampling = "consecutive"
     headline = ("mpjpe_mm", False)
+    metric_keys = {"mpjpe": "mpjpe_mm", "p_mpjpe": "p_mpjpe_mm", "n_mpjpe": "n_mpjpe_mm",
+                   "quantisation_floor": "floor_mm", "clip_rate": "clip_rate_%"}
+    diagnostics = ("mpjpe_noflip_mm", "mpjpe_soft_mm")  # flip averaging and soft-argmax, beside the headline
     paired_3d_targets = True
 
     def flip_test(self, examples):

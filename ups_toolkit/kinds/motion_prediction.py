@@ -39,6 +39,8 @@ class MotionPrediction(CoordinateKind):
     name = "motion_prediction"
     sampling = "observed_window"
     headline = ("mpjpe_mean_mm", False)
+    metric_keys = {"mpjpe_per_horizon": r"mpjpe@.*ms", "zero_velocity_mpjpe_per_horizon": r"zero_velocity@.*ms",
+                   "quantisation_floor": "floor_mm", "clip_rate": "clip_rate_%"}
     inference_options = ("start",)
     scores_horizons = True
 

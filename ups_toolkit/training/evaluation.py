@@ -76,7 +76,9 @@ def collect_predictions(accelerator, model, state: TaskState, loader, top_k: int
 
 def score_task(state: TaskState, arrays: dict, *, horizons_ms, detection_tiou, top_k: int) -> tuple[dict, dict]:
     """(metrics {name: float}, extras {"confusion": matrix, ...}) of one task from its gathered predictions."""
-    return state.kind.score(state, arrays, horizons_ms=horizons_ms, detection_tiou=detection_tiou, top_k=top_k)
+    metrics, extras = state.kind.score(state, arrays, horizons_ms=horizons_ms, detection_tiou=detection_tiou,
+                                       top_k=top_k)
+    return state.kind.reported(metrics), extras  # what the task file's metrics: asks for, and the headline
 
 
 # ----------------------------------------------------------------------------------------------------------------------
