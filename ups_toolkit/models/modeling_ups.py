@@ -393,6 +393,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         self.vocabulary = vocabulary
         self._specs = {name: config.task_spec(name) for name in config.tasks}
         self._grammars: dict = {}
+        self._codecs: dict = {}
         self.post_init()
         if text_embeddings is not None:
             self.decoder.vocab.load_text_table(text_embeddings)
@@ -441,11 +442,15 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         return self._grammars[key]
 
     def codec(self, task: str, label_set: str | None = None, layout: str | None = None):
-        """The target codec of a task (coordinate ranges from the task spec stored in the config)."""
+        """The target codec of a task (coordinate ranges from the task spec stored in the config), built once per
+        (task, label set or layout)."""
         spec = self._decoder_task(task)
-        if spec.output.grammar == "coordinates":
-            return build_codec(spec, self._vocab(), layout=self.encoder.layout(layout))
-        return build_codec(spec, self._vocab(), label_set=label_set)
+        coordinates = spec.output.grammar == "coordinates"
+        key = (task, self.encoder.layout(layout) if coordinates else spec.resolve_label_set(label_set))
+        if key not in self._codecs:
+            self._codecs[key] = (build_codec(spec, self._vocab(), layout=key[1]) if coordinates
+                                 else build_codec(spec, self._vocab(), label_set=key[1]))
+        return self._codecs[key]
 
     def _bos(self, task: str, n: int, device) -> torch.Tensor:
         return torch.full((n, 1), self._vocab().task_token(task), dtype=torch.long, device=device)
@@ -701,7 +706,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             self.train(was_training)
 
     def _predict_action(self, encoder_outputs, task, grammar, k, use_cache) -> dict:
-        codec = build_codec(self.task_spec(task), self._vocab(), label_set=grammar.label_set)
+        codec = self.codec(task, label_set=grammar.label_set)
         first = {}
         tokens, _ = self.greedy_decode(encoder_outputs, task, grammar, use_cache=use_cache,
                                        on_step=lambda step, logits: first.setdefault(step, logits))
@@ -731,7 +736,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
                 "coordinates_expectation": codec.decode_expectation(axis_logits).float()}
 
     def _predict_segments(self, encoder_outputs, task, grammar, use_cache) -> dict:
-        codec = build_codec(self.task_spec(task), self._vocab(), label_set=grammar.label_set)
+        codec = self.codec(task, label_set=grammar.label_set)
         tokens, probs = self.greedy_decode(encoder_outputs, task, grammar, use_cache=use_cache)
         rows, row_probs = tokens.cpu().numpy(), probs.cpu().numpy()
         segments = [[(s.label, s.start, s.end, s.score) for s in codec.decode(t, p)] for t, p in zip(rows, row_probs)]
