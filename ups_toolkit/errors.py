@@ -29,3 +29,26 @@ class UnsafePickleError(UPSError):
 
 class ConfigError(UPSError):
     """A YAML definition or command-line option is malformed or inconsistent."""
+
+
+class Where:
+    """Builds the :class:`ConfigError` of a value: ``<source>: key '<dotted key>': <message>``.
+
+    ``source`` names the file; ``sources`` (optional) maps dotted key prefixes to another source (a command-line
+    override, an included file), the longest matching prefix winning.
+    """
+
+    def __init__(self, source, sources: dict[str, str] | None = None):
+        self.source, self.sources = str(source), dict(sources or {})
+
+    def source_of(self, key: str | None) -> str:
+        parts = key.split(".") if key else []
+        for n in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:n])
+            if prefix in self.sources:
+                return self.sources[prefix]
+        return self.source
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        source = self.source_of(key)
+        return ConfigError(f"{source}: key {key!r}: {message}" if key else f"{source}: {message}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Where
 from ..training.config import (
     SCHEMA as SUPERVISED_SCHEMA,
     ExperimentConfig,
@@ -42,7 +42,6 @@ from ..training.config import (
     _substitute,
     _transform_list,
     _validate,
-    _Where,
     dataset_description,
     find_config,
     parse_overrides,
@@ -152,7 +151,7 @@ def load_pretrain_config(name_or_path: str, overrides: list[str] | list[tuple[st
     sources: dict[str, str] = {}
     for key, value in pairs:
         _apply_override(raw, key, value, sources)
-    w = _Where(sources, str(path))
+    w = Where(str(path), sources)
     if isinstance(raw, dict) and raw.get("stage") is None:
         raw["stage"] = "pretrain"  # train.py --stage pretrain on a file without the key
     data = _validate(raw, PRETRAIN_SCHEMA, "", w)
@@ -198,7 +197,7 @@ def check_encoder_section(config: ExperimentConfig, layout: str, persons: int, j
 
     from ..models.dste import PRESETS, DSTEConfig
 
-    w = _Where({k: f"command line --{k}" for k, _ in config.overrides}, config.source)
+    w = Where(config.source, {k: f"command line --{k}" for k, _ in config.overrides})
     encoder = dict(config["model"]["encoder"])
     fields = {f.name for f in dataclasses.fields(DSTEConfig)}
     for key in encoder:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Where
 from ..resources import find_resource, list_resources
 
 KINDS = ("2d", "3d")
@@ -74,14 +74,9 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class _Where:
-    """Builds ConfigErrors that name the file and the dotted key."""
-
-    def __init__(self, source):
-        self.source = str(source)
-
-    def error(self, key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.source}: key {key!r}: {message}" if key else f"{self.source}: {message}")
+class _Where(Where):
+    """:class:`~ups_toolkit.errors.Where` with the checks of the YAML definition files (task, vocabulary,
+    coordinates)."""
 
     def mapping(self, data, key: str | None, required: set[str], optional: set[str] = frozenset()) -> dict:
         if not isinstance(data, dict):

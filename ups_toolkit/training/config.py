@@ -32,32 +32,13 @@ from typing import Any, Callable
 import yaml
 
 from ..data.prepared import DatasetDescription, describe_dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, Where
 from ..kinds import kind_of
 
 # ----------------------------------------------------------------------------------------------------------------------
 # value checkers: each takes (value, where) and returns the normalised value or raises ConfigError
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-class _Where:
-    """Names the dotted key and the source of a value in error messages."""
-
-    def __init__(self, sources: dict[str, str], default_source: str):
-        self.sources, self.default_source = sources, default_source
-
-    def error(self, key: str, message: str) -> ConfigError:
-        source = self._source(key)
-        return ConfigError(f"{source}: key {key!r}: {message}")
-
-    def _source(self, key: str) -> str:
-        parts = key.split(".")
-        for n in range(len(parts), 0, -1):
-            prefix = ".".join(parts[:n])
-            if prefix in self.sources:
-                return self.sources[prefix]
-        return self.default_source
 
 
 def _int(minimum: int | None = None, nullable: bool = False) -> Callable:
@@ -278,7 +259,7 @@ def _defaults(schema) -> dict:
     return out
 
 
-def _validate(data, schema, prefix: str, w: _Where, *, optional_sections: tuple = ()) -> dict:
+def _validate(data, schema, prefix: str, w: Where, *, optional_sections: tuple = ()) -> dict:
     if not isinstance(data, dict):
         raise w.error(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}")
     unknown = sorted(set(data) - set(schema), key=str)
@@ -439,7 +420,7 @@ def load_config(name_or_path: str, overrides: list[str] | list[tuple[str, Any]] 
     sources: dict[str, str] = {}
     for key, value in pairs:
         _apply_override(raw, key, value, sources)
-    w = _Where(sources, str(path))
+    w = Where(str(path), sources)
     data = _validate(raw, SCHEMA, "", w)
     data["output_dir"] = data["output_dir"].replace("{config_name}", path.stem)
     synthetic_dir = _substitute(data["synthetic"]["dir"], {"output_dir": data["output_dir"]})
@@ -471,7 +452,7 @@ def _synthetic_description(config: ExperimentConfig, path: Path) -> DatasetDescr
                               spec.fps, columns)
 
 
-def dataset_description(config: ExperimentConfig, path: str, key: str, w: _Where) -> DatasetDescription | None:
+def dataset_description(config: ExperimentConfig, path: str, key: str, w: Where) -> DatasetDescription | None:
     p = Path(path)
     if not p.exists():
         planned = _synthetic_description(config, p)
@@ -481,12 +462,12 @@ def dataset_description(config: ExperimentConfig, path: str, key: str, w: _Where
     return describe_dataset(p)
 
 
-def check_semantics(config: ExperimentConfig, w: _Where | None = None, *, check_data: bool = True) -> None:
+def check_semantics(config: ExperimentConfig, w: Where | None = None, *, check_data: bool = True) -> None:
     from ..skeleton.transforms import build_transforms
     from ..tokenization.grammar import max_target_length
     from ..tokenization.specs import load_task, task_paths
 
-    w = w or _Where({}, config.source)
+    w = w or Where(config.source)
     data = config.data
     roots = data["vocabulary"]["roots"] or None
     known = task_paths(roots)
@@ -509,7 +490,7 @@ def check_semantics(config: ExperimentConfig, w: _Where | None = None, *, check_
             if settings["eval_transforms"] is not None and build_transforms(settings["eval_transforms"]).random:
                 raise w.error(f"{key}.eval_transforms", "evaluation transforms must be deterministic")
         except ConfigError as e:
-            if str(e).startswith(w._source(key)):
+            if str(e).startswith(w.source_of(key)):
                 raise
             raise w.error(f"{key}.transforms", str(e)) from None
         for i, t in enumerate(settings["transforms"] + (settings["eval_transforms"] or [])):
@@ -657,7 +638,7 @@ def check_model_section(config: ExperimentConfig) -> None:
     from ..models.configuration_ups import UPSConfig
     from ..models.dste import PRESETS, DSTEConfig
 
-    w = _Where({}, config.source)
+    w = Where(config.source)
     model = config["model"]
     allowed = set(inspect.signature(UPSConfig.__init__).parameters) - {"self", "kwargs", "encoder", "tasks",
                                                                        "task_specs"}
