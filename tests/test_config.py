@@ -51,7 +51,7 @@ def test_a_config_is_found_by_name():
     (["--tasks.action_recognition_3d.label_set", "ntu60"], "tasks.action_recognition_3d.label_set",
      "class 0 is 'drink water' in the label set but 'wave right hand' in the dataset"),
     (["--tasks.action_recognition_3d.label_set", "kinetics400"], "tasks.action_recognition_3d.label_set",
-     "does not accept label set"),
+     "label set 'kinetics400' does not match the class names of"),
     (["--tasks.action_recognition_3d.train.split", "validation"], "tasks.action_recognition_3d.train.split",
      "no split 'validation'"),
     (["--tasks.action_recognition_3d.transforms", "[{type: Resize, size: 64}]"],

@@ -85,11 +85,15 @@ def test_every_task_file_has_a_label_set_and_end_prompt_where_it_decodes():
     assert vocabulary.label_sets[0] == "ntu60"
 
 
-def test_foreign_label_set_and_layout_are_refused():
+def test_any_label_set_of_the_vocabulary_serves_a_task_and_a_foreign_layout_is_refused():
     vocab = build_vocabulary()
     task = load_task("action_recognition_3d")
-    with pytest.raises(ConfigError, match="does not accept label set 'kinetics400'"):
-        build_codec(task, vocab, label_set="kinetics400")
+    # a task file does not enumerate datasets: Kinetics classes work with the 3D task (its list names defaults only)
+    assert "kinetics400" not in task.output.label_sets
+    codec = build_codec(task, vocab, label_set="kinetics400")
+    assert codec.num_classes == 400 and build_codec(task, vocab).label_set == task.output.label_sets[0]
+    with pytest.raises(ConfigError, match="label set 'no_such_set'"):
+        build_codec(task, vocab, label_set="no_such_set")
     pose = load_task("pose_estimation_2d3d")
     with pytest.raises(ConfigError, match="does not accept layout 'coco17'"):
         build_grammar(pose, vocab, layout="coco17")

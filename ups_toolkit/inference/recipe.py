@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..kinds import kind_of
 from ..preprocessing import PREPROCESSING_FILE, read_preprocessing
 from ..skeleton.transforms import deterministic_part
 
@@ -152,7 +153,7 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
         if explicit_config and run_config is not None:
             _check_against_saved(run_config, model_task, entry, where)
         chosen = label_set if label_set is not None else entry["label_set"]
-        chosen = spec.resolve_label_set(chosen) if spec.output.label_sets else None
+        chosen = spec.resolve_label_set(chosen) if kind_of(spec).uses_labels else None
         names = list(entry["label_names"]) if chosen == entry["label_set"] and entry["label_names"] else None
         accepted = [l for l in spec.input.layouts if l in info.layouts]
         layouts = [l for l in entry["layouts"] if l in info.layouts] or accepted
@@ -168,7 +169,7 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
     if transforms is None:
         transforms = deterministic_part(settings.get("transforms") or [])
     chosen = label_set if label_set is not None else settings.get("label_set")
-    if spec.output.label_sets:
+    if kind_of(spec).uses_labels:
         chosen = spec.resolve_label_set(chosen)
     else:
         chosen = None

@@ -83,6 +83,7 @@ class TaskKind:
     headline: ClassVar[tuple[str, bool]]  # (metric that ranks evaluations, higher is better)
     by_default: ClassVar[bool] = True  # the kind of every task file with its (sampling, grammar) and no 'kind:'
     coordinate_targets: ClassVar[bool] = False  # targets are continuous coordinates (quantised into bins)
+    uses_labels: ClassVar[bool] = False  # the data's classes (a label set) are part of the targets or the output
     paired_3d_targets: ClassVar[bool] = False  # 2D input whose 3D targets come from a column or a paired dataset
     prediction_prefix: ClassVar[str] = "predicted: "  # how a picture's title introduces the record's prediction
     required_columns: ClassVar[dict[str, str]] = {}  # dataset columns the kind reads -> what they hold (errors)

@@ -34,6 +34,7 @@ class Detection(TaskKind):
     sampling = "sliding_window"
     grammar = "segments"
     headline = ("mAP_a@0.5", True)
+    uses_labels = True
     metric_keys = {"map_pku_official": r"mAP_[av]@.*", "map_voc": r"mAP_voc@.*"}
     diagnostics = ("proposals",)
     required_columns = {"segments": "untrimmed data with ground truth"}

@@ -66,6 +66,7 @@ class Recognition(TaskKind):
     sampling = "whole_sequence"
     grammar = "action"
     headline = ("top1", True)
+    uses_labels = True
     metric_keys = {"top1_accuracy": "top1", "top5_accuracy": r"top\d+", "mean_class_accuracy": "mean_class"}
 
     def example(self, examples, item, sample, keypoint, rng):

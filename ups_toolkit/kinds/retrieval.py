@@ -36,6 +36,7 @@ class Retrieval(TaskKind):
     sampling = "whole_sequence"
     grammar = "none"
     headline = ("knn1_top1", True)
+    uses_labels = True
     metric_keys = {"knn1_top1_accuracy": "knn1_top1"}
     inference_options = ("gallery",)
     prediction_prefix = "nearest: "

@@ -51,6 +51,8 @@ class UPSConfig(PreTrainedConfig):
             ``forward(labels=..., coordinates=...)`` (lifting, motion prediction: L1 on soft-argmax coordinates;
             detection: the temporal-bin L1); training fills it from ``training.l1_weight`` / the task's
             ``l1_weight``. Missing tasks: 0.
+        trained_label_sets: ``{task: label set}`` the model was trained on; decoding uses it when no label set is
+            given (else the task file's first ``output.label_sets``).
         pooled_feature: how the decoder reads DSTE's max-pooled global feature g: ``bos`` (default: projected and
             added to the BOS input embedding), ``memory`` (one more memory token) or ``none`` (only through the
             temporal/spatial tokens; models saved before this option existed load as ``none``). Issue 14: on a
@@ -94,6 +96,7 @@ class UPSConfig(PreTrainedConfig):
     loss_over: str = "grammar"
     label_smoothing: float = 0.0
     auxiliary_weights: dict = field(default_factory=dict)
+    trained_label_sets: dict = field(default_factory=dict)
     pooled_feature: str = "bos"
     gumbel_temperature_start: float = 1.0
     gumbel_temperature_end: float = 0.1
@@ -121,6 +124,7 @@ class UPSConfig(PreTrainedConfig):
         loss_over: str = "grammar",
         label_smoothing: float = 0.0,
         auxiliary_weights: dict | None = None,
+        trained_label_sets: dict | None = None,
         pooled_feature: str = "bos",
         gumbel_temperature_start: float = 1.0,
         gumbel_temperature_end: float = 0.1,
@@ -137,6 +141,7 @@ class UPSConfig(PreTrainedConfig):
         self.logit_scale_init, self.eot_weight, self.loss_over = float(logit_scale_init), float(eot_weight), loss_over
         self.label_smoothing, self.pooled_feature = float(label_smoothing), str(pooled_feature)
         self.auxiliary_weights = {str(t): float(w) for t, w in (auxiliary_weights or {}).items()}
+        self.trained_label_sets = {str(t): str(n) for t, n in (trained_label_sets or {}).items()}
         self.gumbel_temperature_start = float(gumbel_temperature_start)
         self.gumbel_temperature_end = float(gumbel_temperature_end)
         self.text_embedding_source = str(text_embedding_source)

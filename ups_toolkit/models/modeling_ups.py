@@ -432,6 +432,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         """The task grammar for one label set (action, segments) or one layout's joint count (coordinates)."""
         spec = self._decoder_task(task)
         kind = spec.output.grammar
+        label_set = label_set or self.config.trained_label_sets.get(task)
         key = (task, spec.resolve_label_set(label_set) if kind != "coordinates" else None,
                spec.num_joints(self.encoder.layout(layout)) if kind == "coordinates" else None)
         if key not in self._grammars:
@@ -446,6 +447,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
         (task, label set or layout)."""
         spec = self._decoder_task(task)
         coordinates = spec.output.grammar == "coordinates"
+        label_set = label_set or self.config.trained_label_sets.get(task)
         key = (task, self.encoder.layout(layout) if coordinates else spec.resolve_label_set(label_set))
         if key not in self._codecs:
             self._codecs[key] = (build_codec(spec, self._vocab(), layout=key[1]) if coordinates

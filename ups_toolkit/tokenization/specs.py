@@ -284,7 +284,7 @@ class InputSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     grammar: str  # one of GRAMMARS
-    label_sets: tuple[str, ...] = ()  # label sets a dataset of this task may use; the first is the default
+    label_sets: tuple[str, ...] = ()  # optional defaults (the first is used when none is given); any set works
     # coordinates grammar
     axes: tuple[str, ...] = ()  # decoded per joint in this order
     frames: int = 0  # F (pose, centre frame) or K (motion, future frames)
@@ -321,14 +321,13 @@ class TaskSpec:
         return self.output.label_sets[0] if self.output.label_sets else None
 
     def resolve_label_set(self, label_set: str | None = None) -> str:
-        """``label_set`` if this task accepts it, else the task's default; ConfigError for a foreign one."""
+        """``label_set``, else the task's default (the first of ``output.label_sets``). Any label set of the
+        vocabulary will do: a dataset brings its classes; the task file's list only names defaults."""
         if label_set is None:
             if self.default_label_set is None:
-                raise ConfigError(f"{self.path}: task {self.name!r} has no label set (key 'output.label_sets')")
+                raise ConfigError(f"{self.path}: task {self.name!r} names no default label set (key "
+                                  f"'output.label_sets'): give the label set")
             return self.default_label_set
-        if label_set not in self.output.label_sets:
-            raise ConfigError(f"{self.path}: key 'output.label_sets': task {self.name!r} does not accept label set "
-                              f"{label_set!r} (accepted: {', '.join(self.output.label_sets) or 'none'})")
         return label_set
 
     def num_joints(self, layout: str | None = None) -> int:
@@ -358,9 +357,9 @@ def _deep_merge(base: dict, update: dict) -> dict:
 
 
 _GRAMMAR_KEYS = {  # required, optional keys of `output` per grammar
-    "action": ({"label_sets"}, set()),
+    "action": (set(), {"label_sets"}),
     "coordinates": ({"axes", "frames", "space", "ranges"}, {"range_mode", "range_percentiles"}),
-    "segments": ({"label_sets", "max_segments", "n_time_bins"}, {"sorted_starts"}),
+    "segments": ({"max_segments", "n_time_bins"}, {"sorted_starts", "label_sets"}),
     "none": (set(), {"label_sets"}),
 }
 
@@ -465,8 +464,6 @@ def parse_task(data: dict, source, *, expected_name: str | None = None,
     if not name.replace("_", "").isalnum() or not name.islower():
         raise w.error("name", f"{name!r} must be lower-case letters, digits and underscores")
     output = _parse_output(w, data["output"], coordinates)
-    if output.grammar in ("action", "segments") and not output.label_sets:
-        raise w.error("output.label_sets", "missing")
     eot = data.get("eot_prompt")
     if eot is not None:
         w.template(eot, "eot_prompt", {"task"})

@@ -294,6 +294,8 @@ def build_vocabulary(
         for name in task.output.label_sets:
             wanted.setdefault(name, f"{task.path} key 'output.label_sets'")
     given = dict(label_sets or {})
+    for name in given:  # label sets a dataset brings (its own class names), after the files'
+        wanted.setdefault(name, "the data")
     sets = [given[n] if n in given else load_label_set_spec(n, roots, wanted_by=why) for n, why in wanted.items()]
 
     keys: list[str] = [vspec.pad_key]

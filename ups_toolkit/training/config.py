@@ -524,7 +524,7 @@ def check_semantics(config: ExperimentConfig, w: Where | None = None, *, check_d
 
 
 def _check_task_data(config, name, spec, settings, w) -> None:
-    from ..resources import load_label_set
+    from ..resources import list_resources, load_label_set
     from ..tokenization.vocabulary import normalise_name
 
     key = f"tasks.{name}"
@@ -571,30 +571,38 @@ def _check_task_data(config, name, spec, settings, w) -> None:
         for column, what in kind.required_columns.items():
             if desc.columns and column not in desc.columns:
                 raise w.error(f"{rkey}.path", f"{ref['path']} has no {column!r} ({what})")
-        if spec.output.label_sets and desc.class_names is not None:
+        if kind.uses_labels and desc.class_names is not None:
             first = first or desc
             if desc.class_names != first.class_names:
                 raise w.error(f"{rkey}.path", f"class names differ from those of {first.path}")
-    if first is None or not spec.output.label_sets:
+    if first is None or not kind.uses_labels:
         return
+    roots = config["vocabulary"]["roots"] or None
     names = [normalise_name(c) for c in first.class_names]
     label_set = settings["label_set"]
+    files = list_resources("tokenizers", "labels", roots=roots)
     if label_set is None:
-        for candidate in spec.output.label_sets:
+        # the task's default label sets first, then every label-set file: the one naming the data's classes
+        for candidate in dict.fromkeys([*spec.output.label_sets, *files]):
             try:
-                classes = load_label_set(candidate, roots=config["vocabulary"]["roots"] or None)
+                classes = load_label_set(candidate, roots=roots)
             except ConfigError:
                 continue
             if [normalise_name(c) for c in classes] == names:
                 settings["label_set"] = candidate
                 return
-        raise w.error(f"{key}.label_set", f"no label set of task {name!r} ({', '.join(spec.output.label_sets)}) "
-                                          f"matches the class names of {first.path}; name one")
-    if label_set not in spec.output.label_sets:
-        raise w.error(f"{key}.label_set", f"task {name!r} does not accept label set {label_set!r} (accepted: "
-                                          f"{', '.join(spec.output.label_sets)})")
+        # no file names these classes: the dataset's own class names become a label set of the vocabulary
+        own = data_label_set_name(first.path)
+        if own in files:
+            raise w.error(f"{key}.label_set", f"the class names of {first.path} match no label set, and its "
+                                              f"folder name {own!r} is a label-set file with other classes: give "
+                                              f"the label set a name of its own")
+        settings["label_set"] = own
+        return
+    if label_set not in files:  # a label set the data defines (its ClassLabel names) under this name
+        return
     try:
-        classes = load_label_set(label_set, roots=config["vocabulary"]["roots"] or None)
+        classes = load_label_set(label_set, roots=roots)
     except ConfigError as e:
         raise w.error(f"{key}.label_set", str(e)) from None
     wanted = [normalise_name(c) for c in classes]
@@ -607,6 +615,13 @@ def _check_task_data(config, name, spec, settings, w) -> None:
         detail = "; ".join(details)
         raise w.error(f"{key}.label_set", f"label set {label_set!r} does not match the class names of "
                                           f"{first.path}: {detail}")
+
+
+def data_label_set_name(path: str | Path) -> str:
+    """The name of the label set a dataset's own class names form: its folder's name, lower-case, ``_`` between
+    words (``data/My Actions`` -> ``my_actions``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", Path(path).name.lower()).strip("_")
+    return slug or "dataset"
 
 
 def _check_horizons(config, name, spec, fps: float, w) -> None:

@@ -64,19 +64,44 @@ def prepare_synthetic(config: ExperimentConfig, accelerator=None) -> None:
 
 
 def build_vocabulary_and_table(config: ExperimentConfig, accelerator=None):
-    """The unified vocabulary over every task file (ids independent of the experiment) and its text table.
-    Returns (vocabulary, table (|V|, d_text) float32 numpy, description of the source)."""
+    """The unified vocabulary over every task file and label-set file, plus the label sets the configured datasets
+    define themselves (after the files', so the ids of every other action token stay the same), and its text
+    table. Returns (vocabulary, table (|V|, d_text) float32 numpy, description of the source)."""
     from ..tokenization.text_embedding import embed_vocabulary
     from ..tokenization.vocabulary import build_vocabulary
 
     voc = config["vocabulary"]
     roots = voc["roots"] or None
-    vocab = build_vocabulary(roots=roots)
+    vocab = build_vocabulary(roots=roots, label_sets=data_label_sets(config))
     with main_first(accelerator):  # the main process fills the cache, the others read it
         embeddings = embed_vocabulary(vocab, text_encoder=voc["text_encoder"], pooling=voc["pooling"],
                                       max_length=voc["max_length"], cache_dir=voc["cache_dir"])
     source = f"{voc['text_encoder']} (pooling {voc['pooling']}, max_length {voc['max_length']})"
     return vocab, embeddings.table, source
+
+
+def data_label_sets(config: ExperimentConfig) -> dict:
+    """The label sets the configured datasets define themselves: a task whose ``label_set`` names no label-set file
+    trains the class names of its dataset under that name (the config check chose or gave the name)."""
+    from ..data.prepared import describe_dataset
+    from ..resources import list_resources
+    from ..tokenization.specs import LabelSet
+
+    files = list_resources("tokenizers", "labels", roots=config["vocabulary"]["roots"] or None)
+    found = {}
+    for name, settings in config["tasks"].items():
+        label_set = settings.get("label_set")
+        if label_set is None or label_set in files or label_set in found:
+            continue
+        for ref in (settings["train"], settings["eval"]):
+            described = describe_dataset(ref["path"]) if ref else None
+            if described is not None and described.class_names:
+                found[label_set] = LabelSet(label_set, tuple(described.class_names), path=str(ref["path"]))
+                break
+        else:
+            raise ConfigError(f"{config.source}: key 'tasks.{name}.label_set': {label_set!r} is no label-set file "
+                              f"(tokenizers/labels/) and the task's data names no classes")
+    return found
 
 
 def task_spec(config: ExperimentConfig, name: str) -> TaskSpec:
@@ -94,7 +119,10 @@ def _check_classes(state: TaskState, split: SplitData, key: str, roots) -> None:
     from ..resources import load_label_set
     from ..tokenization.vocabulary import normalise_name
 
-    classes = load_label_set(state.label_set, roots=roots)
+    try:
+        classes = load_label_set(state.label_set, roots=roots)
+    except ConfigError:
+        return  # a label set the data itself defines (its class names): nothing to compare
     if [normalise_name(c) for c in classes] != [normalise_name(c) for c in split.class_names]:
         raise ConfigError(f"key '{key}.path': the class names of {split.path} do not match label set "
                           f"{state.label_set!r} (key 'tasks.{state.name}.label_set')")
@@ -108,7 +136,7 @@ def build_tasks(config: ExperimentConfig, vocab, *, train: bool = True, evaluate
     states = []
     for index, (name, settings) in enumerate(config["tasks"].items()):
         spec = model_specs[name] if model_specs is not None else task_spec(config, name)
-        state = TaskState(name, index, spec, settings, settings["label_set"] if spec.output.label_sets else None)
+        state = TaskState(name, index, spec, settings, settings["label_set"] if kind_of(spec).uses_labels else None)
         key = f"tasks.{name}"
         if train and settings["train"] is not None:
             state.train_split = load_split(settings["train"], spec, f"{key}.train")
@@ -172,6 +200,8 @@ def build_model_config(config: ExperimentConfig, states: list[TaskState], text_s
     weights = {s.name: s.settings["l1_weight"] if s.settings["l1_weight"] is not None else default_l1
                for s in states}
     model.setdefault("auxiliary_weights", {name: w for name, w in weights.items() if w})
+    # the label set each task trains: what decoding uses when none is given
+    model.setdefault("trained_label_sets", {s.name: s.label_set for s in states if s.label_set is not None})
     try:
         return UPSConfig(encoder=encoder, tasks=[s.name for s in states],
                          task_specs={s.name: s.spec.raw for s in states}, text_embedding_source=text_source,
