@@ -68,6 +68,7 @@ from ups_toolkit.kinds.recognition import Recognition
 class SecondHalfRecognition(Recognition):
     name = "second_half_recognition"
     by_default = False  # task files ask for it with kind: my_kinds:second_half_recognition
+    diagnostics = ("observed_fraction_%",)  # reported whatever the task file's metrics: lists
 
     def example(self, examples, item, sample, keypoint, rng):
         return super().example(examples, item, sample, keypoint[len(keypoint) // 2:], rng)
