@@ -1,4 +1,4 @@
-"""The `tokenizers/` folder must never shadow Hugging Face's `tokenizers` package (DESIGN.md D1)."""
+"""The `tokenizers/` folder must never shadow Hugging Face's `tokenizers` package (docs/design.md D1)."""
 
 import json
 import os
