@@ -3,7 +3,7 @@
     python benchmarks/cmu_motion_prediction.py            # ~15 minutes on one CPU thread
     python benchmarks/cmu_motion_prediction.py --quick    # a ~3-minute smoke run (not a result)
 
-Protocol (CATALOG.md 4, Li et al. CVPR 2018 / DMGNN): the exp-map files of ``CMU_mocap_expmap/{train,test}``, every
+Protocol (docs/datasets.md §4; Li et al. CVPR 2018, DMGNN): exp-map files of ``CMU_mocap_expmap/{train,test}``, every
 2nd frame kept, 50 observed frames, the next 10 predicted; errors at 80/160/320/400 ms = predicted frames 2/4/8/10
 at the protocol's nominal 25 fps. The converter's default native rate for CMU is 30 Hz (its docstring), which would
 put those frames at 133/267/533/667 ms, so we pass ``--fps 50``: the frame indices are the protocol's, the ms labels
@@ -23,7 +23,7 @@ only, by ``ups_toolkit.metrics.euler_error`` on the exp-maps the converter keeps
 reported**: the model predicts joint positions, not joint rotations, and rotations cannot be recovered from 17
 positions (no twist, no CMU's 38 joints).
 
-Anchors: none checked (CATALOG.md: partial copy, published 8-action averages not comparable); the local
+Anchors: none checked (docs/datasets.md §4: partial copy, published 8-action averages not comparable); the local
 zero-velocity baseline is the reference point. Budget: 150 steps of batch 16 (the 511-token target costs about 4.5 s
 of CPU per step on one thread), about 11 minutes of training plus two decodings of the 48 test windows.
 """
@@ -164,7 +164,7 @@ def main() -> int:
         name = f"{action} (no training file: cross-action)" if action == UNSEEN else action
         rows.append([name, " / ".join(f"{r['model'][ms]:.1f}" for ms in HORIZONS_MS),
                      " / ".join(f"{r['zero_velocity'][ms]:.1f}" for ms in HORIZONS_MS)])
-    rows.append(["published anchors", "none checked (CATALOG.md 4)", ""])
+    rows.append(["published anchors", "none checked (docs/datasets.md §4)", ""])
     print(realdata.table(rows, ["test action", "UPS (this toolkit)", "zero-velocity (local baseline)"]))
     print("\nEuler-angle error (rad, the protocol's metric) at 80 / 160 / 320 / 400 ms, zero-velocity only. The "
           "model's Euler error is NOT reported: it predicts joint positions, from which joint rotations cannot be "

@@ -1,4 +1,4 @@
-"""How well do ordinal prompts embed as coordinates? The statistics of DESIGN.md D3, for any text encoder.
+"""How well do ordinal prompts embed as coordinates? The statistics of docs/design.md D3, for any text encoder.
 
 For each coordinate axis (and the temporal family) the n prompts "The {ordinal} horizontal coordinate", ... are
 embedded like the vocabulary (pooling, L2-normalised) and summarised:

@@ -1,4 +1,4 @@
-"""Does our DSTE reproduce the reference USDRL encoder? (DESIGN.md D6, issue 5 "Fidelity")
+"""Does our DSTE reproduce the reference USDRL encoder? (docs/design.md D6, issue 5 "Fidelity")
 
 Usage::
 

@@ -3,7 +3,7 @@
     python benchmarks/humaneva_lifting.py            # ~15 minutes on one CPU thread
     python benchmarks/humaneva_lifting.py --quick    # a ~3-minute smoke run (not a result)
 
-Protocol (CATALOG.md 3; DESIGN.md 12.3): train on ``Train/*`` (S1-S3), test on ``Validate/*`` (S1-S3), actions
+Protocol (docs/datasets.md §3, docs/design.md §12.3): train ``Train/*`` (S1-S3), test ``Validate/*`` (S1-S3), actions
 Walking, Jog, Box, all three cameras, ground-truth 2D inputs; 21 train / 24 test chunks x 3 cameras = 63 / 72
 sequences, 10,041 / 10,569 frames. Task ``pose_estimation_2d3d``: 64 consecutive 2D frames (edge-replicated at the
 chunk borders, so no chunk is dropped) -> the root-relative 3D pose of the centre frame. Reported: P-MPJPE
@@ -27,8 +27,8 @@ MLP in the style of Martinez et al. (ICCV 2017): the normalised 2D joints of one
 frame), 3 hidden Linear+ReLU layers of 512 with dropout, Adam, BASELINE_STEPS steps of batch 256 on every training
 frame, seeded.
 
-Anchors: the HumanEva-I table of Pavllo et al. (VideoPose3D, CVPR 2019) is cited in CATALOG.md 3 as [R] but no
-number is quoted there or in DESIGN.md, so none is printed ("not quoted"). They use camera-frame targets and
+Anchors: the HumanEva-I table of Pavllo et al. (VideoPose3D, CVPR 2019) is cited in docs/datasets.md §3 as [R] but no
+number is quoted there or in docs/design.md, so none is printed ("not quoted"). They use camera-frame targets and
 (for their headline) detected 2D, so they would not be like for like anyway.
 """
 
@@ -163,7 +163,7 @@ def main() -> int:
         ["UPS (this toolkit), 64-frame window", ups["p_mpjpe_mm"], "", ups["mpjpe_mm"], f"{seconds:.0f}"],
         ["single-frame MLP (local baseline)", baseline["p_mpjpe_mm"], " / ".join(per), baseline["mpjpe_mm"],
          f"{baseline['train_seconds']:.0f}"],
-        ["VideoPose3D, Pavllo et al. CVPR 2019 [R, CATALOG.md 3]", "not quoted", "", "not quoted", ""],
+        ["VideoPose3D, Pavllo et al. CVPR 2019 [R, docs/datasets.md §3]", "not quoted", "", "not quoted", ""],
     ], ["model", "P-MPJPE mm (mean of 3 actions)", "P-MPJPE Walk / Jog / Box", "MPJPE mm", "train s"]))
     print(f"UPS: quantisation floor {ups['floor_mm']:.2f} mm, clip rate {ups['clip_rate_%']:.2f} %, "
           f"N-MPJPE {ups['n_mpjpe_mm']:.1f} mm, soft-argmax MPJPE {ups['mpjpe_soft_mm']:.1f} mm "

@@ -3,12 +3,13 @@
     python benchmarks/nwucla_recognition.py            # ~2 x 12 minutes on one CPU thread
     python benchmarks/nwucla_recognition.py --quick    # a ~3-minute smoke run (not a result)
 
-Protocol (CATALOG.md 1): train on views 1+2 (1,020 sequences), test on view 3 (464), top-1 of the final step (no
+Protocol (docs/datasets.md §1): train on views 1+2 (1,020 sequences), test on view 3 (464), top-1 of the final step (no
 model selection on the test view). Early prediction evaluates the same test view with only the first 10 %, 20 %,
 ..., 100 % of each sequence observed (it is trained on random observed fractions of the training sequences).
-Anchors (CATALOG.md, [R], not re-checked): Shift-GCN 94.6, CTR-GCN 96.5, InfoGCN 97.0 top-1 -- full-budget GCNs
-trained for 65+ epochs on GPUs with four input streams. The local baseline is kNN-1 on the raw normalised
-sequences (resized to 32 frames, cosine), computed here.
+Anchors (docs/datasets.md §1, [R], not re-checked): Shift-GCN 94.6 (Cheng et al. 2020), CTR-GCN 96.5 (Chen et al.
+2021), InfoGCN 97.0 (Chi et al. 2022) top-1 -- full-budget GCNs trained for 65+ epochs on GPUs with four input
+streams. The local baseline is kNN-1 on the raw normalised sequences (resized to 32 frames, cosine), computed
+here.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main() -> int:
         ["UPS (this toolkit), 3D recognition", rec["top1"], rec["mean_class"],
          f"{results['action_recognition_3d']['train_seconds']:.0f}"],
         ["kNN-1 on normalised joints (local baseline)", baseline, "", ""],
-        ["Shift-GCN / CTR-GCN / InfoGCN [R, CATALOG.md]", "94.6 / 96.5 / 97.0", "", ""],
+        ["Shift-GCN / CTR-GCN / InfoGCN [R, docs/datasets.md §1]", "94.6 / 96.5 / 97.0", "", ""],
     ], ["model", "top-1 %", "mean-class %", "train s"]))
     print("\nEarly action prediction, top-1 % by observed fraction (same test view):")
     print(realdata.table([["top-1 %"] + [early[f"top1@{r:g}"] for r in RATIOS] + [early["top1_mean"]]],

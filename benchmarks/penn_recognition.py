@@ -3,11 +3,11 @@
     python benchmarks/penn_recognition.py            # ~12 minutes on one CPU thread
     python benchmarks/penn_recognition.py --quick    # a ~2-minute smoke run (not a result)
 
-Protocol (CATALOG.md 2): the official ``train`` flag split, 1,258 train / 1,068 test clips, 15 classes, 13 joints in
+Protocol (docs/datasets.md §2): official ``train`` flag split, 1,258 train / 1,068 test clips, 15 classes, 13 joints in
 pixels (joints marked invisible keep their coordinates, as annotated). Inputs are centred and scaled per clip
 (PreNormalize2D ``body``: no image size needed), the whole clip resampled to the task's 64 frames. Top-1 of the final
 step (no model selection on the test split). The local baseline is kNN-1 on the same normalised joints (32 frames,
-cosine). Anchors are loose context only (CATALOG.md, [R-low]: they use RGB or estimated poses, not GT joints):
+cosine). Anchors are loose context only (docs/datasets.md §2, [R-low]: they use RGB or estimated poses, not GT joints):
 Nie et al. 2015 85.5, Iqbal et al. 2017 (pose-based) 79.0, Luvizon et al. 2018 (pose + appearance) 97.4.
 """
 

@@ -3,7 +3,7 @@
     python benchmarks/pkummd_detection.py            # ~14 minutes on one CPU thread
     python benchmarks/pkummd_detection.py --quick    # a ~3-minute smoke run (not a result)
 
-Protocol (CATALOG.md 5): train on the 10 sequences of ``skeleton_train/`` (16,783 frames, 79 instances), test on
+Protocol (docs/datasets.md §5): train on the 10 sequences of ``skeleton_train/`` (16,783 frames, 79 instances), test on
 the 6 of ``skeleton_test/`` (12,761 frames, 51 instances); both folders follow the cross-subject split. 8 classes
 occur (all two-person interactions), labels from the 51-class ``pku_mmd51`` set. The model sees windows of 256 raw
 frames (every 128 frames at test time) resampled to 64 and decodes window-relative segments; evaluation.py merges
@@ -22,7 +22,7 @@ regression. On a test sequence every window is classified, its label is given to
 and runs of consecutive windows of the same non-background class become segments scored by that class's mean
 probability.
 
-Anchors: none apply to this 16-sequence subset (CATALOG.md 5). Full PKU-MMD I cross-subject numbers (DESIGN.md 13,
+Anchors: none apply to this 16-sequence subset (docs/datasets.md §5). Full PKU-MMD I xsub numbers (docs/design.md §13,
 mAP_a / mAP_v at tIoU 0.5: USDRL TPAMI fine-tuned 75.7 / 74.9, Hi-TRS-3S 68.2 / 76.0) train on ~940 sequences and
 are printed as context only, not as a comparison.
 """
@@ -182,7 +182,7 @@ def main() -> int:
         ["UPS (this toolkit)"] + [model[k] for k in keys] + [int(model["proposals"]), f"{seconds:.0f}"],
         [f"sliding-window logistic regression ({WINDOW}/{HOP} frames, local baseline)"]
         + [baseline[k] for k in keys] + [int(baseline["proposals"]), ""],
-        ["published anchors: none apply to the subset (CATALOG.md 5); full PKU-MMD I xsub, context only: "
+        ["published anchors: none apply to the subset (docs/datasets.md §5); full PKU-MMD I xsub, context only: "
          "USDRL / Hi-TRS-3S mAP_a@0.5 75.7 / 68.2, mAP_v@0.5 74.9 / 76.0"] + [""] * (len(keys) + 2),
     ], ["model"] + keys + ["proposals", "train s"]))
     bench.print_commands()

@@ -1,5 +1,5 @@
 """USDRL pretraining on NW-UCLA (cross-view), then linear probe and kNN-1: pretrained vs randomly initialised
-encoder of the same architecture, same probe budget (DESIGN.md D10, 12.6).
+encoder of the same architecture, same probe budget (docs/design.md D10, §12.6).
 
     python benchmarks/pretrain_nwucla.py            # ~10 minutes on 2 CPU cores (400 pretraining steps)
     python benchmarks/pretrain_nwucla.py --quick    # ~2 minutes (60 steps): a smoke run, not a benchmark

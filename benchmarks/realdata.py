@@ -91,7 +91,7 @@ class Bench:
     def source(self, folder: str) -> Path:
         path = self.data_root / folder
         if not path.is_dir():
-            sys.exit(f"{self.name}: real dataset {path} not found (see ../shared/data/CATALOG.md; --data-root)")
+            sys.exit(f"{self.name}: real dataset {path} not found (see docs/datasets.md; --data-root)")
         return path
 
     def convert(self, fmt: str, source: Path, out_name: str, *options: str) -> Path:

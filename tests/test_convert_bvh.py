@@ -149,7 +149,7 @@ def test_bad_hierarchy_names_the_line(fixtures, tmp_path):
     assert error.value.line == 9
 
 
-# ---- real data: CMU subject 131 in the cgspeed conversion (CATALOG.md section 10) ------------------------------
+# ---- real data: CMU subject 131 in the cgspeed conversion (docs/datasets.md §10) ------------------------------
 @pytest.fixture(scope="module")
 def converted_cmu(tmp_path_factory):
     src = real_data("CMU_mocap_samples") / "bvh"

@@ -1,6 +1,6 @@
 """CTR-GCN / InfoGCN ``.npz`` converter (``ctrgcn-npz``): tiny fixture, round trip from NTU-like arrays, bad input.
 
-No real file of this format is in ../shared/data, so the round trip builds one exactly as FORMATS.md section 3 lays it
+No real file of this format is in ../shared/data, so the round trip builds one exactly as docs/formats.md §3 lays it
 out: x (N, 300, 150) = 2 persons x 25 joints x xyz per frame, person-major, zero-padded; y one-hot.
 """
 

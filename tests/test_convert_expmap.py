@@ -1,5 +1,5 @@
 """Exp-map converter: forward kinematics against hand-summed reference offsets, options, labels, splits, bad input,
-and the real CMU exp-map split (CATALOG.md section 4)."""
+and the real CMU exp-map split (docs/datasets.md §4)."""
 
 import numpy as np
 import pytest
@@ -178,7 +178,7 @@ def test_real_cmu_counts_and_frames(real_cmu):
             assert sample["sample_id"].split("/")[0] == name
             assert info["class_names"][sample["label"]] == sample["sample_id"].split("/")[1]
             frames[sample["sample_id"]] = len(lines)
-    assert min(frames.values()) == 151 and max(frames.values()) == 3703  # CATALOG.md: 151-3,703 frames
+    assert min(frames.values()) == 151 and max(frames.values()) == 3703  # docs/datasets.md §4: 151-3,703 frames
     assert frames["test/washwindow/washwindow_1"] == 2754 and frames["train/walking/walking_1"] == 344
     tests = sorted(k.split("/")[1] for k in frames if k.startswith("test/"))
     assert tests == ["basketball", "jumping", "running", "soccer", "walking", "washwindow"]

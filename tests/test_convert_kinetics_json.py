@@ -160,7 +160,7 @@ def test_clip_missing_from_label_file_is_an_error():
         list(converter.samples(progress=False))
 
 
-# ---- the 12 real clips (CATALOG.md section 7) ----------------------------------------------------------------------
+# ---- the 12 real clips (docs/datasets.md §7) ----------------------------------------------------------------------
 TRUE_TRAIN_LABELS = {"___dTOdxzXY": 172, "___qijXy2f0": 234, "__0muxHV-Uw": 132, "__4frZhaVDs": 32, "__6LvmReo3Y": 262}
 
 

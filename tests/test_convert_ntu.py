@@ -181,7 +181,7 @@ def test_skip_bad_lists_bad_files_and_converts_the_rest(tmp_path, capsys):
     assert len(prepared_info(tmp_path / "out")["bad_items"]) == 2
 
 
-# ---- the 5 real samples (CATALOG.md section 6) ---------------------------------------------------------------------
+# ---- the 5 real samples (docs/datasets.md §6) ---------------------------------------------------------------------
 REAL_FRAMES = {
     "S001C001P001R001A011": 82, "S001C003P008R002A058": 70, "S002C001P003R001A003": 100,
     "S003C001P015R001A034": 71, "S004C002P003R001A017": 124,

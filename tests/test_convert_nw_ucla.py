@@ -131,7 +131,7 @@ def test_cli_bad_input_exits_2(tmp_path, case):
 
 
 def test_real_nw_ucla_catalog_counts(tmp_path):
-    """CATALOG.md section 1: 1,484 sequences; views 516/504/464; xview 1,020/464; class counts; T = 1..201."""
+    """docs/datasets.md §1: 1,484 sequences; views 516/504/464; xview 1,020/464; class counts; T = 1..201."""
     data = real_data("NW-UCLA")
     out = tmp_path / "ucla"
     result = run_cli("convert", "nw-ucla", data, out, "--split", "xview", "--quiet")

@@ -16,7 +16,7 @@ from ups_toolkit.resources import load_label_set
 
 FIX = FIXTURES / "penn_action"
 
-# CATALOG.md section 2: clips per class
+# docs/datasets.md §2: clips per class
 CATALOG_CLASS_COUNTS = {
     "squat": 231, "bowl": 220, "pushup": 211, "pullup": 199, "tennis_serve": 186, "baseball_swing": 173,
     "baseball_pitch": 167, "golf_swing": 166, "tennis_forehand": 157, "bench_press": 140, "jumping_jacks": 112,

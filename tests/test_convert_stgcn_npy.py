@@ -1,6 +1,6 @@
 """ST-GCN lineage ``.npy`` + label pickle converter (``stgcn-npy``): UmURL-style NTU and ST-GCN-style Kinetics
 fixtures, round trips from NTU-like arrays (ST-GCN zero padding, CrosSCLR/AimCLR ``_position`` + ``_label.npy``), bad
-input. No real file of this format is in ../shared/data; the fixtures follow FORMATS.md section 4 with T = 12 / 10
+input. No real file of this format is in ../shared/data; the fixtures follow docs/formats.md §4 with T = 12 / 10
 instead of 300 frames to stay small (the converter reads T from the array).
 """
 

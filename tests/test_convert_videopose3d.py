@@ -1,5 +1,5 @@
 """VideoPose3D converter: paired 2D/3D samples from object-array .npz files, cameras, projection, H36M 32 -> 17,
-protocols, bad input, and the real HumanEva-I files (CATALOG.md section 3)."""
+protocols, bad input, and the real HumanEva-I files (docs/datasets.md §3)."""
 
 import collections
 import contextlib
@@ -17,7 +17,7 @@ from ups_toolkit.skeleton import get_layout
 HUMANEVA = FIXTURES / "videopose3d" / "humaneva"
 H36M = FIXTURES / "videopose3d" / "h36m"
 CAMERAS = FIXTURES / "videopose3d" / "cameras.yaml"
-H36M_KEPT = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]  # FORMATS.md section 15
+H36M_KEPT = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]  # docs/formats.md §15
 
 
 def convert(*args) -> int:

@@ -1,6 +1,7 @@
-"""Two-process CPU training (DESIGN.md D9, STACK.md §5): ``accelerate launch --multi_gpu --num_processes 2`` with
-``Accelerator(cpu=True)`` runs 2 ranks over gloo; the gathered evaluation equals a single-process evaluation of the
-same model; the ``--cpu`` launcher that silently runs one process is caught by ``training.expect_processes``."""
+"""Two-process CPU training (docs/design.md D9, docs/dependencies.md §5): ``accelerate launch --multi_gpu
+--num_processes 2`` with ``Accelerator(cpu=True)`` runs 2 ranks over gloo; the gathered evaluation equals a
+single-process evaluation of the same model; the ``--cpu`` launcher that silently runs one process is caught by
+``training.expect_processes``."""
 
 import json
 import sys

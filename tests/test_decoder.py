@@ -1,4 +1,4 @@
-"""The token decoder (DESIGN.md D3, D8): tied text-derived embeddings, causal pre-LN blocks, cross-attention to the
+"""The token decoder (docs/design.md D3, D8): tied text-derived embeddings, causal pre-LN blocks, cross-attention to the
 encoder memory with its padding mask, and the KV cache."""
 
 import pytest

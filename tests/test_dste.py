@@ -1,4 +1,4 @@
-"""DSTE encoder (DESIGN.md D6): parameter counts, token orders, layer arithmetic, layouts and padding, checkpoints."""
+"""DSTE encoder (docs/design.md D6): parameter counts, token orders, layer arithmetic, layouts, padding, checkpoints."""
 
 import importlib.util
 import os
@@ -284,7 +284,7 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path):
 # ---------------------------------------------------------------- USDRL reference state dicts
 
 def documented_reference_shapes(d, in_t=150, in_s=192, t=64, s=50):
-    """The keys of the reference DSTE as DESIGN.md D6 lists them, with their shapes (not derived from our code)."""
+    """The keys of the reference DSTE as docs/design.md D6 lists them, with their shapes (not derived from our code)."""
     shapes = {"spe": (1, s, d), "tpe.pe": (1, 200, d)}
     for stream, width in (("t", in_t), ("s", in_s)):
         shapes.update({f"ske_emb.{stream}_embedding.0.weight": (d, width), f"ske_emb.{stream}_embedding.0.bias": (d,),

@@ -1,4 +1,4 @@
-"""Grammar-constrained decoding masks (DESIGN.md D5), for every grammar and every shipped task."""
+"""Grammar-constrained decoding masks (docs/design.md D5), for every grammar and every shipped task."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Joint layouts and mapping tables (FORMATS.md section 15)."""
+"""Joint layouts and mapping tables (docs/formats.md §15)."""
 
 import numpy as np
 import pytest
@@ -39,7 +39,7 @@ def test_every_registered_layout_loads():
 
 def test_ntu_bone_variants_match_formats_md():
     ntu = get_layout("ntu25")
-    # FORMATS.md section 15, 1-based (child, parent)
+    # docs/formats.md §15, 1-based (child, parent)
     pyskl = [(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10), (12, 11),
              (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19), (22, 8), (23, 8), (24, 12),
              (25, 12)]

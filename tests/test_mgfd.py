@@ -1,5 +1,5 @@
-"""MG-FD loss (DESIGN.md D10): values against a plain-loop re-derivation of the formulas, gradients, precision and the
-errors for batches the loss cannot judge."""
+"""MG-FD loss (docs/design.md D10): values against a plain-loop re-derivation of the formulas, gradients, precision and
+the errors for batches the loss cannot judge."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 
 from ups_toolkit.pretraining.losses import MGFDLoss, sim_loss, vac_loss, xc_loss
 
-# ---------------------------------------------------------------- the formulas of DESIGN.md D10, written out with loops
+# ----------------------------------------------------------- the formulas of docs/design.md D10, written out with loops
 # (plain Python over nested lists; nothing shared with the implementation)
 
 

@@ -1,4 +1,4 @@
-"""The pretraining stage (``train.py --stage pretrain``, DESIGN.md D10) end to end on the small synthetic data:
+"""The pretraining stage (``train.py --stage pretrain``, docs/design.md D10) end to end on the small synthetic data:
 training with a finite, decreasing MG-FD loss and the encoder export, exact resume after SIGKILL, a UPS run starting
 its encoder from the export (``model.encoder_init``), the three evaluation commands, and config errors that name the
 key (batch size 1 included)."""

@@ -1,5 +1,5 @@
-"""USDRL pretraining (DESIGN.md D10, 12.6): views, the pretraining model, encoder export, multi-process gathering and
-the frozen-encoder evaluations."""
+"""USDRL pretraining (docs/design.md D10, §12.6): views, the pretraining model, encoder export, multi-process gathering
+and the frozen-encoder evaluations."""
 
 import json
 import os
@@ -150,7 +150,7 @@ def test_paper_model_parameter_counts():
         model = USDRLPretrainingModel(DSTE(DSTEConfig.from_preset("paper")))
     count = lambda module: sum(p.numel() for p in module.parameters())
     assert [count(model.projectors[g]) for g in "tsi"] == [10_500_096, 10_500_096, 16_793_600]
-    assert model.num_parameters() == 94_931_160  # DESIGN.md D6 table: the USDRL pretraining model
+    assert model.num_parameters() == 94_931_160  # docs/design.md D6 table: the USDRL pretraining model
 
 
 def test_projector_layout_and_init():

@@ -1,7 +1,9 @@
-"""The `tokenizers/` folder must never shadow Hugging Face's `tokenizers` package (DESIGN.md D1)."""
+"""The `tokenizers/` folder must never shadow Hugging Face's `tokenizers` package (docs/design.md D1), and the
+repository documents itself: no file cites notes outside it, every cited section of `docs/` exists."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +32,54 @@ def test_hf_tokenizers_wins_from_repo_root(flags):
         # python -m puts the working directory first on sys.path as well
         result = subprocess.run([sys.executable, *flags], cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+# Notes that once lived outside the repository, spelled in pieces so that this file does not cite them itself.
+OUTSIDE_NOTES = [f"{stem}.md" for stem in ("DESIGN", "FORMATS", "STACK", "STYLE", "CATALOG")]
+OUTSIDE_NOTES.append("/".join(("shared", "docs")))  # joined at run time: a constant would be folded into the .pyc
+DOC_REFERENCE = re.compile(r"docs/(design|formats|datasets|dependencies)\.md`?\)? (D\d+|§\d+(?:\.\d+)?)")
+
+
+def tracked_text_files() -> dict[str, str]:
+    try:
+        listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("git is not installed")
+    if listing.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = {}
+    for name in listing.stdout.decode().split("\0"):
+        path = REPO / name
+        if name and path.is_file():
+            data = path.read_bytes()
+            if b"\0" not in data:  # text files only
+                files[name] = data.decode("utf-8", errors="replace")
+    return files
+
+
+def test_no_file_points_outside_the_repository():
+    """The design notes the code relies on are in docs/ (docs/architecture.md): nothing cites notes elsewhere."""
+    offenders = [f"{name}: {note}" for name, text in tracked_text_files().items() for note in OUTSIDE_NOTES
+                 if note in text]
+    assert not offenders, "cite the notes in docs/ instead: " + ", ".join(offenders)
+
+
+def doc_sections(text: str) -> set[str]:
+    """The references a page of docs/ answers: D<n> from headings "(Dn)", §n from "## n.", §n.m from "**n.m "."""
+    found = {f"D{m}" for m in re.findall(r"^#+ .*\(D(\d+)\)", text, re.M)}
+    found |= {f"§{m}" for m in re.findall(r"^## (\d+)\.", text, re.M)}
+    found |= {f"§{m}" for m in re.findall(r"^\*\*(\d+\.\d+) ", text, re.M)}
+    return found
+
+
+def test_every_cited_section_of_docs_exists():
+    """A citation such as "docs/design.md D10" or "docs/formats.md §15" names a decision or section of that page."""
+    files = tracked_text_files()
+    sections = {page: doc_sections(files.get(f"docs/{page}.md", ""))
+                for page in ("design", "formats", "datasets", "dependencies")}
+    missing = sorted({f"{name}: docs/{page}.md {ref}" for name, text in files.items()
+                      for page, ref in DOC_REFERENCE.findall(text) if ref not in sections[page]})
+    assert not missing, "cited but not in docs/: " + ", ".join(missing)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Exact resume (DESIGN.md D9): N steps straight == N/2 steps, SIGKILL, resume from the checkpoint, N/2 more steps:
+"""Exact resume (docs/design.md D9): N steps straight == N/2 steps, SIGKILL, resume from the checkpoint, N/2 more steps:
 bit-identical parameters on the CPU (dropout, DropPath and Gumbel routing on, so the RNG states matter too)."""
 
 import json

@@ -1,4 +1,4 @@
-"""Dynamic routing (DESIGN.md D7): straight-through Gumbel gates, annealing, per-task routes, H = 1 ≡ DSTE."""
+"""Dynamic routing (docs/design.md D7): straight-through Gumbel gates, annealing, per-task routes, H = 1 ≡ DSTE."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Target encoding and decoding (DESIGN.md D4, D5): quantisation, codecs, decoder inputs and padding."""
+"""Target encoding and decoding (docs/design.md D4, D5): quantisation, codecs, decoder inputs and padding."""
 
 import numpy as np
 import pytest
@@ -57,7 +57,7 @@ def test_values_outside_the_range_are_clipped_and_counted():
 
 def test_quantisation_floor_is_0_4803_delta_on_uniform_data():
     rng = np.random.default_rng(1)
-    q = CoordinateQuantizer([-1.0] * 3, [1.0] * 3, 1000)  # the 2 m span of DESIGN.md D4: delta = 2.0 mm
+    q = CoordinateQuantizer([-1.0] * 3, [1.0] * 3, 1000)  # the 2 m span of docs/design.md D4: delta = 2.0 mm
     values = rng.uniform(-1.0, 1.0, size=(400_000, 3))
     floor = quantisation_floor(values, q)
     delta = q.delta[0]

@@ -1,4 +1,4 @@
-"""Task definitions (DESIGN.md D5): the shipped task files, and errors that name the file and the key."""
+"""Task definitions (docs/design.md D5): the shipped task files, and errors that name the file and the key."""
 
 import copy
 

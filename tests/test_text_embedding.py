@@ -1,4 +1,4 @@
-"""Prompt embeddings through the real AutoTokenizer / AutoModel path, and their safetensors cache (DESIGN.md D3)."""
+"""Prompt embeddings through the real AutoTokenizer / AutoModel path and their safetensors cache (docs/design.md D3)."""
 
 import importlib.util
 import time
@@ -122,7 +122,7 @@ def test_full_vocabulary_embeds_with_minilm_in_seconds(tmp_path):
     assert result.table.shape == (len(vocab), 384) and not result.from_cache
     assert result.metadata["vocab_sha256"] == vocab.sha256
     emb = lambda name: result.table[vocab.action_token(name)]
-    # the sanity figure of STACK.md §6: related actions are closer than unrelated ones
+    # the sanity figure of docs/dependencies.md §6: related actions are closer than unrelated ones
     assert emb("brushing teeth") @ emb("brushing hair") > emb("brushing teeth") @ emb("throw") + 0.3
     assert cpu_seconds < 90, f"building and embedding {len(vocab)} prompts took {cpu_seconds:.1f} s of CPU time " \
                              f"({seconds:.1f} s wall)"

@@ -1,5 +1,5 @@
-"""Multi-task training (DESIGN.md D9) and evaluation (D11): task examples, schedule, cycle, scoring, a tiny run end to
-end, and the demo config's full run (marked ``demo``)."""
+"""Multi-task training (docs/design.md D9) and evaluation (D11): task examples, schedule, cycle, scoring, a tiny run
+end to end, and the demo config's full run (marked ``demo``)."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""The UPS model (DESIGN.md D3, D5-D8): config, forward and loss for every task grammar, constrained decoding (own
+"""The UPS model (docs/design.md D3, D5-D8): config, forward and loss for every task grammar, constrained decoding (own
 cached loop and transformers ``generate()``), routing, gradients, the Hugging Face round trip and checkpoint errors."""
 
 import json

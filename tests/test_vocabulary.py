@@ -1,4 +1,4 @@
-"""The unified vocabulary (DESIGN.md D3): family order, stable ids, deduplication, label-set maps, vocab.json."""
+"""The unified vocabulary (docs/design.md D3): family order, stable ids, deduplication, label-set maps, vocab.json."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""A tiny RoBERTa text encoder built offline inside a test (STACK.md §2), read back through AutoTokenizer/AutoModel.
+"""A tiny RoBERTa text encoder built offline in a test (docs/dependencies.md §2), read back by AutoTokenizer/AutoModel.
 
 The tokenizer is a byte-level BPE trained on the prompts with Hugging Face's ``tokenizers`` library; the model is a
 seeded, randomly initialised ``RobertaModel``. Both are saved to one folder, as a hub model would be.

@@ -1,6 +1,6 @@
 """Finding the project's declarative data files (label sets, task definitions, experiment configs).
 
-Search order (DESIGN.md D1): paths the user gives, then the checkout's top-level folders (``tokenizers/``,
+Search order (docs/design.md D1): paths the user gives, then the checkout's top-level folders (``tokenizers/``,
 ``tasks/``, ``configs/``), then the copies a wheel installs under ``<prefix>/share/ups_toolkit/``.
 
 User paths come in two spellings: ``extra`` names folders of one kind directly (``my/tokenizers``), ``roots`` names

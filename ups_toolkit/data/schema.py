@@ -1,4 +1,4 @@
-"""The one sample schema every task reads (DESIGN.md D2), as Hugging Face ``datasets`` features.
+"""The one sample schema every task reads (docs/design.md D2), as Hugging Face ``datasets`` features.
 
 A sample is a plain dict. ``keypoint`` is time-first (T, M, V, C) float32 because ``Array4D`` allows a variable size
 only in its first dimension; absent persons and joints are 0. Labels are 0-based, -1 = unlabeled. Segments of

@@ -1,4 +1,4 @@
-"""The user's data as samples of the one schema (DESIGN.md D2), whatever form it comes in.
+"""The user's data as samples of the one schema (docs/design.md D2), whatever form it comes in.
 
 Three forms, chosen per path given to ``--input``:
 

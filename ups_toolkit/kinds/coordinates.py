@@ -1,5 +1,5 @@
 """What the two coordinate-writing kinds (lifting, motion prediction) share: the soft-argmax L1 term of training
-(DESIGN notes D4, docs/architecture.md) and the quantisation floor they report beside their errors."""
+(docs/design.md D4) and the quantisation floor they report beside their errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Detection windows and their merging into video-level segments (DESIGN.md D5, detection row).
+"""Detection windows and their merging into video-level segments (docs/design.md D5, detection row).
 
 A long sequence is cut into windows of W raw frames every H frames; the decoder predicts window-relative segments
 [start, end) with a score (the probability of the ACTION token). :func:`window_starts` lists the windows,

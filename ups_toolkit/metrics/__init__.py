@@ -1,4 +1,4 @@
-"""Metrics, one numpy implementation each (the source of truth for training and evaluation; DESIGN.md D11).
+"""Metrics, one numpy implementation each (the source of truth for training and evaluation; docs/design.md D11).
 
 Every function takes plain arrays, so it works on whatever ``accelerator.gather_for_metrics`` returns. The
 ``evaluate_modules/`` folder wraps them as ``evaluate`` modules loadable by local path (offline).

@@ -1,4 +1,4 @@
-"""Recognition and early-prediction metrics (DESIGN.md 12.1, 12.2)."""
+"""Recognition and early-prediction metrics (docs/design.md §12.1, §12.2)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def mean_class_accuracy(predictions: np.ndarray, labels: np.ndarray, num_classes
 def observed_frame_count(num_frames: int, ratio: float, rounding: str = "ceil") -> int:
     """Frames the model may see at observation ratio ``ratio``.
 
-    ``ceil``: n_obs = ceil(r * n) (DESIGN.md 12.2); ``floor_min3``: max(3, floor(n * r)) (FoundSkelModel's rule),
+    ``ceil``: n_obs = ceil(r * n) (docs/design.md §12.2); ``floor_min3``: max(3, floor(n * r)) (FoundSkelModel's rule),
     never more than n. Both give at least one frame.
     """
     if not 0 < ratio <= 1:

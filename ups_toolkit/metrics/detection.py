@@ -1,4 +1,4 @@
-"""Temporal action detection mAP (DESIGN.md 12.5): the PKU-MMD official scorer and the VOC-style scorer.
+"""Temporal action detection mAP (docs/design.md §12.5): the PKU-MMD official scorer and the VOC-style scorer.
 
 Proposals are (video, label, start, end, confidence); ground truth is (video, label, start, end). Frames are in
 the caller's convention; the PKU scorer uses the label files' own numbers (export [s, e) as (s, e - 1)).

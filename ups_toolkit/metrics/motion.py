@@ -1,4 +1,4 @@
-"""Motion-prediction errors (DESIGN.md 12.4)."""
+"""Motion-prediction errors (docs/design.md §12.4)."""
 
 from __future__ import annotations
 

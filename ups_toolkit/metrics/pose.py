@@ -1,5 +1,5 @@
-"""3D pose errors in the VideoPose3D convention (DESIGN.md 12.3). Inputs (..., J, 3), any unit; outputs the same unit
-(pass metres and multiply by 1000 for mm)."""
+"""3D pose errors in the VideoPose3D convention (docs/design.md §12.3). Inputs (..., J, 3), any unit; outputs the same
+unit (pass metres and multiply by 1000 for mm)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""kNN-1 retrieval accuracy on pooled encoder features (DESIGN.md 12.6)."""
+"""kNN-1 retrieval accuracy on pooled encoder features (docs/design.md §12.6)."""
 
 from __future__ import annotations
 

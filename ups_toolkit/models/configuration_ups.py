@@ -1,4 +1,4 @@
-"""``UPSConfig``: the Hugging Face configuration of the UPS model (DESIGN.md D3, D6-D8).
+"""``UPSConfig``: the Hugging Face configuration of the UPS model (docs/design.md D3, D6-D8).
 
 One config describes the whole model: the DSTE encoder (``encoder``, :class:`~ups_toolkit.models.dste.DSTEConfig`
 fields), the tasks it serves (``tasks``: names in task-id order, ``task_specs``: their parsed YAML, coordinate ranges
@@ -6,9 +6,9 @@ resolved by training), the decoder shape and the vocabulary it was built for (``
 ``vocab_sha256``). A saved model is therefore self-contained: ``config.json`` + ``model.safetensors`` (the frozen text
 table included) + ``vocab.json``.
 
-transformers 5 pitfalls handled here (STACK.md §2): ``tie_word_embeddings`` is set explicitly (False: input and output
-embeddings are one module, nothing to tie); ``is_encoder_decoder`` goes in through ``kwargs`` before
-``super().__init__`` (an explicit keyword breaks ``from_pretrained``, which calls ``cls(**config_dict)``);
+transformers 5 pitfalls handled here (docs/dependencies.md §2): ``tie_word_embeddings`` is set explicitly (False:
+input and output embeddings are one module, nothing to tie); ``is_encoder_decoder`` goes in through ``kwargs``
+before ``super().__init__`` (an explicit keyword breaks ``from_pretrained``, which calls ``cls(**config_dict)``);
 ``attribute_map`` gives ``generate()`` the standard names it builds its cache from.
 """
 
@@ -149,7 +149,7 @@ class UPSConfig(PreTrainedConfig):
         self.max_target_length = needed if not max_target_length else int(max_target_length)
         self._check(needed)
         kwargs["is_encoder_decoder"] = True
-        kwargs["tie_word_embeddings"] = False  # one module computes input and output embeddings (DESIGN.md D3)
+        kwargs["tie_word_embeddings"] = False  # one module computes input and output embeddings (docs/design.md D3)
         super().__init__(**kwargs)
 
     def _check(self, needed: int) -> None:

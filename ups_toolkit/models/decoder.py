@@ -1,4 +1,4 @@
-"""The autoregressive decoder of the UPS model over the unified vocabulary (DESIGN.md D3, D8).
+"""The autoregressive decoder of the UPS model over the unified vocabulary (docs/design.md D3, D8).
 
 - Token embeddings from the frozen text table (D3): e_i = W t_i + r_i with the frozen, L2-normalised text embedding
   t_i (a persistent buffer, so every checkpoint carries it), a trainable projection W and a trainable, zero-initialised

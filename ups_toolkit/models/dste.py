@@ -1,4 +1,4 @@
-"""DSTE: the dual-stream skeleton transformer encoder of USDRL, shared by several joint layouts (DESIGN.md D6).
+"""DSTE: the dual-stream skeleton transformer encoder of USDRL, shared by several joint layouts (docs/design.md D6).
 
 Faithful to the reference (wengwanjiang/USDRL ``model/DSTE.py``), including its quirks, so released USDRL weights
 load (:mod:`ups_toolkit.models.usdrl_weights`) and reproduce the reference outputs:

@@ -14,7 +14,7 @@
   module is imported): ``config.json``, ``model.safetensors`` (the frozen text table included) and ``vocab.json``;
   a corrupt or mismatched checkpoint raises :class:`~ups_toolkit.errors.ConfigError` naming the file.
 
-A batch holds one task and one layout (DESIGN.md D5); the task picks the encoder route and the decoder's BOS/EOT.
+A batch holds one task and one layout (docs/design.md D5); the task picks the encoder route and the decoder's BOS/EOT.
 """
 
 from __future__ import annotations
@@ -316,7 +316,7 @@ class UPSPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # transformers.initialization functions skip tensors already loaded from a checkpoint. Modules are visited
-        # children first. Encoder: USDRL's initialisation (DESIGN.md D6). Decoder: Linears scaled by fan-in (below),
+        # children first. Encoder: USDRL initialisation (docs/design.md D6). Decoder: Linears scaled by fan-in (below),
         # positions and stream embeddings N(0, 0.02²), vocabulary residual and bias 0 (the text-derived part is the
         # prior), cosine logit scale at its configured start.
         if isinstance(module, nn.Linear):
@@ -557,7 +557,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
     def loss(self, logits: torch.Tensor, labels: torch.LongTensor, label_weights: torch.Tensor | None = None, *,
              task: str, label_set: str | None = None, layout: str | None = None,
              over_grammar_tokens: bool = False) -> torch.Tensor:
-        """Σ w·CE / Σ w over (N, L) positions, in fp32 (DESIGN.md D9).
+        """Σ w·CE / Σ w over (N, L) positions, in fp32 (docs/design.md D9).
 
         ``config.loss_over == "grammar"``: the softmax runs over the tokens the grammar allows at each position given
         the teacher-forced prefix; a weighted target the grammar forbids raises UPSError (a bug in the targets).

@@ -1,4 +1,4 @@
-"""Dynamic routing (DESIGN.md D7): every encoder layer holds H parallel blocks, a task picks one block per layer.
+"""Dynamic routing (docs/design.md D7): every encoder layer holds H parallel blocks, a task picks one block per layer.
 
 A layer l owns H candidate blocks with learned embeddings B_{l,h} ∈ R^q; a task m owns an embedding τ_m ∈ R^q. The
 score of block h for task m is s_{l,h} = B_{l,h}·τ_m.

@@ -1,4 +1,4 @@
-"""USDRL self-supervised pretraining (DESIGN.md D10): four-view generation (``views``), the MG-FD loss (``losses``),
+"""USDRL self-supervised pretraining (docs/design.md D10): the four views (``views``), the MG-FD loss (``losses``),
 the pretraining model and encoder export (``model``), and the frozen-encoder evaluations (``evaluation``).
 
 The training loop lives elsewhere; it calls ``USDRLPretrainingModel(encoder)(views, layout)`` and backpropagates

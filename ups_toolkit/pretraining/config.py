@@ -1,4 +1,4 @@
-"""Pretraining run configs (``stage: pretrain``): one YAML file describes a USDRL pretraining run (DESIGN.md D10),
+"""Pretraining run configs (``stage: pretrain``): one YAML file describes a USDRL pretraining run (docs/design.md D10),
 validated as strictly as the supervised configs (:mod:`ups_toolkit.training.config`, whose checkers, ``--key value``
 overrides, placeholders and error messages are reused).
 

@@ -1,4 +1,4 @@
-"""Self-supervised evaluations of an encoder, one command each (DESIGN.md 12.6):
+"""Self-supervised evaluations of an encoder, one command each (docs/design.md §12.6):
 
     python -m ups_toolkit.pretraining.evaluate linear --encoder runs/X/encoder.safetensors --data PREPARED \\
         [--train-split train] [--test-split test] [--lr 0.03] [--epochs 160] [--report-best] [--standardize]

@@ -1,4 +1,4 @@
-"""Self-supervised evaluations of a pretrained encoder (DESIGN.md 12.6): frozen features, linear probe, kNN-1,
+"""Self-supervised evaluations of a pretrained encoder (docs/design.md §12.6): frozen features, linear probe, kNN-1,
 semi-supervised label subsets.
 
 - Features: the encoder in eval mode, no gradients, each sample's whole valid sequence resized to T (no

@@ -1,4 +1,4 @@
-"""MG-FD: USDRL's multi-grained feature-decorrelation loss on projected views (DESIGN.md D10).
+"""MG-FD: USDRL's multi-grained feature-decorrelation loss on projected views (docs/design.md D10).
 
 Notation: views k = 0..3 of a batch, z_k (B, D) their projections at one granularity (t = temporal, s = spatial,
 i = instance); MSE = mean over the B·D entries.

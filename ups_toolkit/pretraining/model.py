@@ -1,4 +1,4 @@
-"""USDRL pretraining model: a DSTE encoder, three projectors and the MG-FD loss (DESIGN.md D10).
+"""USDRL pretraining model: a DSTE encoder, three projectors and the MG-FD loss (docs/design.md D10).
 
     views (4 × B sequences) ──DSTE, one pass over 4B──▶ y_t (4B, T, d), y_s (4B, S, d), g (4B, 2d)
     max_T y_t ─P_t─▶ z_t,  max_S y_s ─P_s─▶ z_s,  g ─P_i─▶ z_i        (per view: BatchNorm sees B samples)

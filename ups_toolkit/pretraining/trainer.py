@@ -1,4 +1,4 @@
-"""The pretraining stage (``train.py --stage pretrain``, DESIGN.md D10): USDRL on unlabelled skeletons through the
+"""The pretraining stage (``train.py --stage pretrain``, docs/design.md D10): USDRL on unlabelled skeletons through the
 supervised loop's machinery (:mod:`ups_toolkit.training`).
 
 Shared with supervised training: the Accelerator (CPU, one GPU, DDP; :func:`~ups_toolkit.training.loop.

@@ -1,4 +1,4 @@
-"""The four augmented views of one skeleton sample for USDRL pretraining (DESIGN.md D10).
+"""The four augmented views of one skeleton sample for USDRL pretraining (docs/design.md D10).
 
 Each view is drawn independently by one transform pipeline (a config list of :mod:`ups_toolkit.skeleton.transforms`).
 The default is the USDRL recipe (:func:`usdrl_view_transforms`):
@@ -10,9 +10,9 @@ The default is the USDRL recipe (:func:`usdrl_view_transforms`):
 
 Randomness: view k of sample ``index`` in ``epoch`` uses ``np.random.default_rng([seed, epoch, index, k])``, so a
 view depends on nothing else (not on the worker, the batch, nor the other views) and a resumed run redraws the same
-views (DESIGN.md D9).
+views (docs/design.md D9).
 
-Modalities (DESIGN.md D10 "Multi-modal", our reading after UmURL). A view carries one or more modalities computed
+Modalities (docs/design.md D10 "Multi-modal", our reading after UmURL). A view carries one or more modalities computed
 from its augmented joints: ``joint``, ``bone`` (bone[v] = x[v] − x[parent(v)], the layout's default pairs: CTR-GCN /
 USDRL for NTU) and ``motion`` (m[t] = x[t+1] − x[t], last frame 0, after the resize). With ``modalities`` = (m_0, …),
 views 0..2 carry m_{k mod len} and view 3 carries all of them (the model fuses them):

@@ -3,8 +3,8 @@
 All functions are batched over leading dimensions and use numpy float64 internally. Matrices act on column vectors
 (``v' = R @ v``) unless a docstring says otherwise. Angles are radians (the BVH reader converts its degrees).
 
-The exp-map and Euler conventions follow una-dinosauria/human-motion-prediction ``src/data_utils.py`` (FORMATS.md
-section 12, DESIGN.md section 12.4) so Euler errors are comparable with the published motion-prediction numbers:
+The exp-map and Euler conventions follow una-dinosauria/human-motion-prediction ``src/data_utils.py`` (docs/formats.md
+§12, docs/design.md §12.4) so Euler errors are comparable with the published motion-prediction numbers:
 
 * exp-map r (3,): theta = |r|, k = r / theta, R = I + sin(theta) [k]x + (1 - cos(theta)) [k]x^2 (Rodrigues);
 * Euler angles e = (e1, e2, e3) of R: ``R = (Rz(e3) @ Ry(e2) @ Rx(e1)).T``, with e2 in [-pi/2, pi/2]; in the

@@ -4,13 +4,13 @@ A sample is the schema dict of :mod:`ups_toolkit.data.schema`: ``keypoint`` (T, 
 or 3 coordinates), optional ``keypoint_score`` (T, M, V), ``layout`` (a registered layout name). Every transform is a
 callable ``transform(sample, rng) -> new sample``; the input dict and its arrays are never modified. Random
 transforms draw only from the ``np.random.Generator`` they are given, so a pipeline is reproducible from a seed
-(DESIGN.md D9: one generator per (seed, epoch, index)). Joint indices (centre, shoulders, left/right pairs, parents)
-always come from the layout, never from this file.
+(docs/design.md D9: one generator per (seed, epoch, index)). Joint indices (centre, shoulders, left/right pairs,
+parents) always come from the layout, never from this file.
 
 The schema stores only valid frames (no padding), so n = T of the sample. An absent person or joint is all zeros and
 stays all zeros through centring, rotation, shear, flip and joint corruption.
 
-Pipelines are plain config lists, e.g. the USDRL view recipe (DESIGN.md D10: crop-resize, then 1/4 joint mask,
+Pipelines are plain config lists, e.g. the USDRL view recipe (docs/design.md D10: crop-resize, then 1/4 joint mask,
 1/4 random linear map, 1/2 shear)::
 
     build_transforms([
@@ -148,7 +148,7 @@ def rotation_onto(vector: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def resize_frames(x: np.ndarray, size: int) -> np.ndarray:
-    """Resample the first (time) axis of ``x`` from n to ``size`` frames by linear interpolation (DESIGN.md D2).
+    """Resample the first (time) axis of ``x`` from n to ``size`` frames by linear interpolation (docs/design.md D2).
 
     Output frame i reads source position p = (i + 0.5) * n / size - 0.5, clamped to >= 0, linearly between floor(p)
     and min(floor(p) + 1, n - 1): exactly ``torch.nn.functional.interpolate(mode="linear", align_corners=False)``.
@@ -190,7 +190,7 @@ def _resample(sample: dict, who: str, start: int, length: int, size: int) -> dic
 def bone_features(keypoint: np.ndarray, layout: Layout, variant: str | None = None) -> np.ndarray:
     """bone[v] = x[v] - x[parent(v)] over (..., V, C); the root's bone is 0.
 
-    ``variant`` picks an alternative parent table of the layout (``pyskl`` / ``ctrgcn`` for ntu25; FORMATS.md 15).
+    ``variant`` picks an alternative parent table of the layout (``pyskl`` / ``ctrgcn`` for ntu25; docs/formats.md §15).
     As in the references, no joint is masked: a bone to an absent parent is the child's coordinates.
     """
     parents = np.asarray(layout.bone_parents(variant))
@@ -304,7 +304,7 @@ class RandomChoice(Transform):
 
 @dataclass
 class PreNormalize3D(Transform):
-    """UmURL / CTR-GCN ``pre_normalization`` of 3D skeletons (FORMATS.md section 4), in this order:
+    """UmURL / CTR-GCN ``pre_normalization`` of 3D skeletons (docs/formats.md §4), in this order:
 
     1. ``move_to_front``: a person whose frame 0 is empty gets its non-empty frames moved to the front (zeros after;
        the reference's tiling of the empty tail is not done: padding stays zero).
@@ -386,7 +386,7 @@ class PreNormalize3D(Transform):
 class PreNormalize2D(Transform):
     """Centre and scale 2D pixel keypoints (C = 2). Only present joints change; absent ones stay 0.
 
-    * ``mode="image"`` (VideoPose3D ``normalize_screen_coordinates``, DESIGN.md 12.3): x' = 2x/w - 1,
+    * ``mode="image"`` (VideoPose3D ``normalize_screen_coordinates``, docs/design.md §12.3): x' = 2x/w - 1,
       y' = 2y/w - h/w, with (h, w) = ``sample["img_shape"]`` or the ``img_shape`` option. The image centre becomes
       the origin and the width spans [-1, 1]; the aspect ratio is kept, so rotations and shears stay undistorted.
     * ``mode="body"``: per frame, subtract person 1's centre (mean of its present ``layout.center`` joints), then
@@ -501,7 +501,7 @@ class Resize(Transform):
 
 @dataclass
 class CropResize(Transform):
-    """USDRL temporal crop-and-resize (DESIGN.md D10, view 1), then :func:`resize_frames` to ``size`` frames.
+    """USDRL temporal crop-and-resize (docs/design.md D10, view 1), then :func:`resize_frames` to ``size`` frames.
 
     Draws s ~ U[min_ratio, max_ratio), then start ~ U{0 .. n - len}, with len = min(max(floor(n * s), size), n):
     a clip shorter than ``size`` is taken whole.

@@ -1,4 +1,4 @@
-"""The unified vocabulary and the task definitions (DESIGN.md D3-D5).
+"""The unified vocabulary and the task definitions (docs/design.md D3-D5).
 
 - :mod:`.specs`: load and validate ``tokenizers/*.yaml``, ``tokenizers/labels/*.yaml`` and ``tasks/*.yaml``;
 - :mod:`.vocabulary`: build the token table with stable ids, save/load ``vocab.json``;

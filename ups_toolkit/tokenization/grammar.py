@@ -1,4 +1,4 @@
-"""Allowed-token masks for grammar-constrained decoding (DESIGN.md D5).
+"""Allowed-token masks for grammar-constrained decoding (docs/design.md D5).
 
 A grammar is a small table of boolean masks over the vocabulary, ``table`` (S, V), and a rule that gives the state
 (a row of the table) before each target position from the prefix generated so far. Decoding applies

@@ -1,5 +1,5 @@
 """English ordinal words for coordinate and temporal prompts: 1 -> "first", 22 -> "twenty-second",
-1000 -> "one thousandth" (DESIGN.md D3).
+1000 -> "one thousandth" (docs/design.md D3).
 
 American style: no "and" ("one hundred first"), tens and units hyphenated ("ninety-ninth").
 """

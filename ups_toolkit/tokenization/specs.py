@@ -1,4 +1,4 @@
-"""Load and validate the declarative vocabulary and task files (DESIGN.md D3-D5).
+"""Load and validate the declarative vocabulary and task files (docs/design.md D3-D5).
 
 Three kinds of YAML feed the unified vocabulary:
 

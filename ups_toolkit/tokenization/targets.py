@@ -1,4 +1,4 @@
-"""Target encoding and decoding per output grammar (DESIGN.md D4, D5).
+"""Target encoding and decoding per output grammar (docs/design.md D4, D5).
 
 - action: class index <-> ``[ACTION, EOT]``;
 - coordinates: (F, J, A) values -> per-axis range normalisation -> bins -> ``[X, Y, Z] * J * F + [EOT]`` and back,
@@ -112,7 +112,7 @@ def _softmax(logits):
 
 
 def ranges_from_percentiles(values, axes, percentiles=(0.1, 99.9)) -> dict[str, tuple[float, float]]:
-    """Per-axis [lo, hi] from training values (..., A) at the given percentiles (DESIGN.md D4)."""
+    """Per-axis [lo, hi] from training values (..., A) at the given percentiles (docs/design.md D4)."""
     flat = np.asarray(values, dtype=np.float64).reshape(-1, len(axes))
     flat = flat[np.all(np.isfinite(flat), axis=1)]
     if len(flat) == 0:
@@ -127,7 +127,7 @@ def ranges_from_percentiles(values, axes, percentiles=(0.1, 99.9)) -> dict[str, 
 
 
 def quantisation_floor(values, quantizer: CoordinateQuantizer) -> dict[str, float]:
-    """The error quantise -> dequantise alone leaves on targets (..., A) (DESIGN.md D4): mean Euclidean error
+    """The error quantise -> dequantise alone leaves on targets (..., A) (docs/design.md D4): mean Euclidean error
     (same unit as the values; x 1000 for mm when they are metres), RMS per-axis error and the clip rate."""
     values = np.asarray(values, dtype=np.float64)
     bins, clipped = quantizer.quantise(values)
@@ -173,7 +173,7 @@ class ActionCodec:
         return step_logits[..., self.class_ids]
 
     def topk(self, step_logits, k: int = 5) -> np.ndarray:
-        """(B, V) -> (B, k) class indices, best first; ties go to the lower class index (DESIGN.md §12.1)."""
+        """(B, V) -> (B, k) class indices, best first; ties go to the lower class index (docs/design.md §12.1)."""
         scores = np.asarray(self.class_scores(step_logits), dtype=np.float64)
         return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
 
@@ -353,7 +353,7 @@ def decoder_input(target, bos_id: int) -> np.ndarray:
 
 def collate_targets(targets, *, bos_id: int, eot_id: int, pad_id: int = 0, eot_weight: float = 1.0,
                     length: int | None = None) -> dict[str, np.ndarray]:
-    """Pad 1-D targets of one task into a batch (DESIGN.md D5, D9).
+    """Pad 1-D targets of one task into a batch (docs/design.md D5, D9).
 
     Returns ``decoder_input_ids`` (B, L) int64 = [BOS] + target[:-1] then PAD, ``labels`` (B, L) int64 = target
     then PAD, ``label_weights`` (B, L) float32 = 1 on action/coordinate/time tokens, ``eot_weight`` on EOT, 0 on PAD.

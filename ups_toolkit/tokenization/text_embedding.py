@@ -1,4 +1,4 @@
-"""Text embeddings of the vocabulary's prompts with a Hugging Face text encoder, cached as safetensors (DESIGN.md D3).
+"""Embeddings of the vocabulary's prompts with a Hugging Face text encoder, cached as safetensors (docs/design.md D3).
 
 t_i = L2-normalise(pool(last hidden state of the encoder on prompt_i)); pooling ``mean`` over the attention mask
 (the sentence-transformers convention) or ``cls`` (the first token: [CLS] / <s> when the tokenizer adds one;

@@ -1,4 +1,4 @@
-"""The unified vocabulary: every task's output as tokens of one table (DESIGN.md D3).
+"""The unified vocabulary: every task's output as tokens of one table (docs/design.md D3).
 
 Token families, in id order (each family is one contiguous id range), with their keys and prompts:
 

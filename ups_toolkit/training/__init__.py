@@ -1,4 +1,4 @@
-"""Supervised multi-task training of the UPS model with Accelerate (DESIGN.md D9) and its evaluation (D11).
+"""Supervised multi-task training of the UPS model with Accelerate (docs/design.md D9) and its evaluation (D11).
 
 - :mod:`.config`: experiment YAML (``configs/``) + command-line overrides, validated before anything heavy runs;
 - :mod:`.task_data`: the torch dataset, sampler and collate over a task's examples

@@ -1,5 +1,5 @@
 """Training checkpoints: ``accelerator.save_state`` written atomically, a ``latest`` pointer, the last k kept, each
-one verified before anything is loaded from it (DESIGN.md D9).
+one verified before anything is loaded from it (docs/design.md D9).
 
 Layout under ``<output_dir>/checkpoints/``::
 

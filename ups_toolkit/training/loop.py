@@ -1,4 +1,4 @@
-"""The multi-task training loop (DESIGN.md D9), one readable loop in the style of Accelerate's examples.
+"""The multi-task training loop (docs/design.md D9), one readable loop in the style of Accelerate's examples.
 
 - **Stages**: ``joint`` (every task, ``training.steps`` optimizer steps), then optionally ``finetune:<task>`` per task
   (``finetune.steps`` each, starting from the joint model, routes frozen at their argmax, fresh optimizer moments

@@ -1,5 +1,5 @@
 """Everything a run builds before its first step: the synthetic demo data, the vocabulary and its text table, one
-:class:`TaskState` per configured task (data, resolved task spec, codec), and the model (DESIGN.md D3, D9)."""
+:class:`TaskState` per configured task (data, resolved task spec, codec), and the model (docs/design.md D3, D9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BVH motion capture files -> 3D joint positions by forward kinematics (FORMATS.md section 14).
+"""BVH motion capture files -> 3D joint positions by forward kinematics (docs/formats.md §14).
 
 Reading. ``HIERARCHY`` is read as a whitespace token stream (mixed CRLF/LF line endings are common: the CMU
 "cgspeed" files mix them), with each token's line kept for error messages: ``ROOT``/``JOINT name { OFFSET x y z

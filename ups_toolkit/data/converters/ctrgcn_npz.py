@@ -1,5 +1,5 @@
 """CTR-GCN / InfoGCN NTU ``.npz`` files (``NTU60_CS.npz``, ``NTU60_CV.npz``, ``NTU120_CSub.npz``, ``NTU120_CSet.npz``;
-FORMATS.md section 3).
+docs/formats.md §3).
 
 Keys ``x_train``, ``y_train``, ``x_test``, ``y_test``:
 

@@ -1,4 +1,4 @@
-"""Exponential-map motion CSV (Human3.6M and CMU motion prediction) -> 3D joint positions (FORMATS.md 12, 13).
+"""Exponential-map motion CSV (Human3.6M and CMU motion prediction) -> 3D joint positions (docs/formats.md §12, §13).
 
 Input: a folder (or one file) of CSV text files, one frame per line: 99 values (Human3.6M, 33 triplets, skeleton
 ``h36m`` -> layout ``h36m32``) or 117 values (CMU, 39 triplets, skeleton ``cmu`` -> layout ``cmu38``). Triplet 0 is
@@ -13,19 +13,19 @@ bone offsets (``ups_toolkit/skeleton/kinematic_skeletons.yaml``, the reference t
 * Global motion: the root is at the recorded translation and turned by the recorded global rotation, so positions
   are world positions (y up, as the skeletons are defined; the reference's plotting swap of y and z is not applied).
   ``--zero-root`` puts the root at the origin in every frame and keeps the global rotation; the motion-prediction
-  protocols zero both before their 3D error (DESIGN.md 12.4), which a task transform does from these positions.
+  protocols zero both before their 3D error (docs/design.md §12.4), which a task transform does from these positions.
 * The reference FK (una-dinosauria/human-motion-prediction ``fkl``) also adds each joint's exp-map values (radians)
   to its bone offset in mm and takes the H36M root position from the global-rotation triplet (a quirk inherited
   from exp2xyz.m); we do not: bones keep their lengths exactly and the root follows triplet 0.
 * ``--downsample K`` keeps frames 0, K, 2K, ... (the protocols use 2); fps is divided by K. Native rates: H36M 50 Hz
-  (FORMATS.md 12); CMU 30 Hz (Li et al. resampled the CMU data to 30 Hz: chaneyddtt/Convolutional-Sequence-to-
+  (docs/formats.md §12); CMU 30 Hz (Li et al. resampled the CMU data to 30 Hz: chaneyddtt/Convolutional-Sequence-to-
   Sequence-Model-for-Human-Dynamics issue #4); ``--fps`` overrides the native rate.
 
 Labels: the action is the file's folder name (CMU ``<split>/<action>/<action>_<k>.txt``) or its stem without the
 ``_<k>`` take number (H36M ``S<n>/<action>_<k>.txt``); label sets ``cmu_mocap`` (8) and ``h36m_actions`` (15).
 Metadata: ``sample_id`` = path relative to the input folder without suffix, ``subject`` = an ``S<n>`` folder (H36M)
 or empty, ``replication`` = the take number k. Protocols: ``folders`` (the ``train``/``test`` folder a file is in)
-and ``h36m`` (test = subject S5, train = the other subjects, DESIGN.md 12.4).
+and ``h36m`` (test = subject S5, train = the other subjects, docs/design.md §12.4).
 """
 
 from __future__ import annotations

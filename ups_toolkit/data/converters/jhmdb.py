@@ -1,4 +1,4 @@
-"""JHMDB puppet joints ``<class>/<clip>/joint_positions.mat``: 15 joints in 2D, one person (FORMATS.md section 11).
+"""JHMDB puppet joints ``<class>/<clip>/joint_positions.mat``: 15 joints in 2D, one person (docs/formats.md §11).
 
 Each MATLAB v5 file holds ``pos_img`` (2, 15, T) pixel coordinates (row 0 = x, row 1 = y) in 320 x 240 frames,
 ``pos_world`` (2, 15, T) the same normalised by frame size and puppet scale, ``scale`` (1, T) and ``viewpoint``

@@ -1,4 +1,4 @@
-"""Kinetics-skeleton per-clip JSON of ST-GCN (OpenPose-18, 2D; FORMATS.md section 5).
+"""Kinetics-skeleton per-clip JSON of ST-GCN (OpenPose-18, 2D; docs/formats.md §5).
 
 Input: one clip, or a folder searched recursively for clips ``<id>.json``::
 
@@ -21,7 +21,7 @@ Conversion (the ST-GCN feeder rule, yysijie/st-gcn ``feeder/feeder_kinetics.py``
 * ``keypoint`` (T, M, 18, 2) + ``keypoint_score`` (T, M, 18), layout ``openpose18``, 30 fps.
 
 Labels: the ``label`` string is looked up in the 400-name list ``tokenizers/labels/kinetics400.yaml``, because some
-public copies rewrote ``label_index`` (CATALOG.md section 7: the five train samples carry 0-4); such a disagreement is
+public copies rewrote ``label_index`` (docs/datasets.md §7: the five train samples carry 0-4); such a disagreement is
 reported as a warning. A clip without any label is unlabeled (-1).
 
 Splits (protocol ``file``, the default): a clip under a folder named ``kinetics_train*`` is ``train``, under

@@ -1,4 +1,4 @@
-"""Raw NTU RGB+D ``.skeleton`` files (Kinect v2, 25 joints), NTU-60 and NTU-120 (FORMATS.md section 1).
+"""Raw NTU RGB+D ``.skeleton`` files (Kinect v2, 25 joints), NTU-60 and NTU-120 (docs/formats.md §1).
 
 The file is read as a whitespace token stream, checking every count it announces, so a truncated or damaged file is
 reported with its line number instead of failing deep inside the reader.
@@ -27,7 +27,7 @@ from .base import Converter, DatasetSpec
 
 NAME_PATTERN = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
-# FORMATS.md section 16 (shahroudy/NTURGB-D): training performers of the cross-subject protocols.
+# docs/formats.md §16 (shahroudy/NTURGB-D): training performers of the cross-subject protocols.
 XSUB_TRAIN_PERFORMERS = {
     1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38,
     45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89,

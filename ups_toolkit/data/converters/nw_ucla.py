@@ -1,4 +1,4 @@
-"""Northwestern-UCLA Multiview Action3D in the CTR-GCN JSON layout (Kinect v1, 20 joints; FORMATS.md section 9).
+"""Northwestern-UCLA Multiview Action3D in the CTR-GCN JSON layout (Kinect v1, 20 joints; docs/formats.md §9).
 
 Input: the ``NW-UCLA`` folder (or its ``all_sqe`` folder, or one file) holding ``all_sqe/aAA_sSS_eEE_vVV.json``::
 
@@ -36,7 +36,7 @@ NAME_PATTERN = re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_v(\d{2})")
 # Action ids present in the dataset, in label order (label 1 = a01 ... label 10 = a12).
 ACTION_IDS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
 NUM_JOINTS = 20
-SHORT_SEQUENCE = 10  # frames; FORMATS.md section 17: "the converter reports T < 10"
+SHORT_SEQUENCE = 10  # frames; docs/formats.md §17: "the converter reports T < 10"
 XVIEW_TRAIN_VIEWS = {"v01", "v02"}
 
 

@@ -1,4 +1,4 @@
-"""Penn Action ``labels/NNNN.mat`` annotations: 13 joints in 2D pixels, one person (FORMATS.md section 10).
+"""Penn Action ``labels/NNNN.mat`` annotations: 13 joints in 2D pixels, one person (docs/formats.md §10).
 
 Each MATLAB v5 file holds one clip: ``action`` (class name), ``pose`` (camera view: front/back/left/right), ``x``,
 ``y`` (T, 13) pixel coordinates, ``visibility`` (T, 13) 0/1, ``bbox`` (T, 4), ``dimensions`` [H W T], ``nframes``

@@ -1,4 +1,4 @@
-"""PKU-MMD untrimmed skeleton sequences, Phase 1 and Phase 2 (FORMATS.md section 6).
+"""PKU-MMD untrimmed skeleton sequences, Phase 1 and Phase 2 (docs/formats.md §6).
 
 Input layout (as the dataset is distributed):
 

@@ -1,4 +1,4 @@
-"""pyskl / mmaction2 skeleton annotation pickles (FORMATS.md section 2).
+"""pyskl / mmaction2 skeleton annotation pickles (docs/formats.md §2).
 
 One pickle holds ``{'split': {split_name: [frame_dir, ...]}, 'annotations': [dict, ...]}`` (older mmaction2 files are
 a bare list of annotations, without splits). Per annotation:

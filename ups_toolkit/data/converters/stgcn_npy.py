@@ -1,5 +1,5 @@
 """ST-GCN lineage arrays: ``{part}_data[_joint].npy`` (N, C, T, V, M) + ``{part}_label.pkl`` (+ ``_num_frame.npy``)
-(ST-GCN, 2s-AGCN, MS-G3D, CrosSCLR, AimCLR, UmURL; FORMATS.md section 4).
+(ST-GCN, 2s-AGCN, MS-G3D, CrosSCLR, AimCLR, UmURL; docs/formats.md §4).
 
 SRC is one folder (e.g. ``NTU-RGB-D-60-AGCN/xsub/``) holding, per part ``train`` and ``val`` (or ``test``):
 

@@ -1,5 +1,5 @@
 """VideoPose3D ``data_3d_<name>.npz`` + ``data_2d_<name>_<keypoints>.npz`` -> paired 2D/3D lifting samples
-(FORMATS.md section 7: Human3.6M, HumanEva-I, custom sets).
+(docs/formats.md §7: Human3.6M, HumanEva-I, custom sets).
 
 Input: the 3D file, or a folder holding exactly one ``data_3d_*.npz``. The 2D file is ``--input-2d PATH`` or, by
 default, ``data_2d_<name>_<keypoints>.npz`` beside the 3D file (``--keypoints``, default ``gt``). Both hold pickled
@@ -18,7 +18,7 @@ Output: one sample per (subject, action chunk, camera):
 
 Layout: ``--layout`` or the 2D metadata's ``layout_name`` (``humaneva15`` -> ``humaneva15``, ``h36m`` ->
 ``h36m17``, ``coco`` -> ``coco17``); Human3.6M 2D files carry no ``layout_name`` and are ``h36m17`` (17 joints).
-Human3.6M 3D arrays have the 32 mocap joints: we keep the 17 of ``h36m32->h36m17`` (FORMATS.md section 15, the
+Human3.6M 3D arrays have the 32 mocap joints: we keep the 17 of ``h36m32->h36m17`` (docs/formats.md §15, the
 ``remove_joints`` of VideoPose3D's ``h36m_dataset.py``). VideoPose3D then "rewires" the shoulders to the thorax:
 that changes only its parent table, not any position, and ``h36m17``'s parents already have it.
 
@@ -26,8 +26,8 @@ No 2D file: ``--project`` makes the 2D by projecting the world 3D through the ca
 Human3.6M distortion, ``ups_toolkit/skeleton/camera.py``, whose docstring gives the YAML/JSON camera format: one
 list of cameras per subject, keyed ``Train/S1``, ``S1`` or ``default``).
 
-Protocols: ``humaneva`` (train ``Train/*``, test ``Validate/*``; CATALOG.md section 3) and ``h36m`` (train S1, S5,
-S6, S7, S8, test S9, S11; DESIGN.md 12.3). ``--actions Walking,Jog,Box`` keeps only those actions (the HumanEva
+Protocols: ``humaneva`` (train ``Train/*``, test ``Validate/*``; docs/datasets.md §3) and ``h36m`` (train S1, S5,
+S6, S7, S8, test S9, S11; docs/design.md §12.3). ``--actions Walking,Jog,Box`` keeps only those actions (the HumanEva
 evaluation set). fps: ``--fps`` or 60 for HumanEva, 50 for Human3.6M.
 """
 
@@ -47,7 +47,7 @@ from .base import Converter, DatasetSpec
 
 # metadata layout_name -> registered layout (VideoPose3D data/prepare_data_*.py, common/custom_dataset.py)
 LAYOUT_NAMES = {"humaneva15": "humaneva15", "h36m": "h36m17", "coco": "coco17"}
-# layout -> (label set, fps): HumanEva-I is 60 Hz (CATALOG.md section 3), Human3.6M mocap 50 Hz (FORMATS.md 7)
+# layout -> (label set, fps): HumanEva-I is 60 Hz (docs/datasets.md §3), Human3.6M mocap 50 Hz (docs/formats.md §7)
 LAYOUT_DEFAULTS = {"humaneva15": ("humaneva", 60.0), "h36m17": ("h36m_actions", 50.0)}
 # Human3.6M 3D arrays hold the 32 mocap joints; the registered mapping h36m32->h36m17 selects the 17 of the 2D
 H36M_MOCAP_LAYOUT = "h36m32"
