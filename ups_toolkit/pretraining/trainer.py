@@ -201,6 +201,9 @@ class PretrainTrainer:
         state = self.state
         while True:
             if self.iterator is None:
+                if state.consumed >= len(self.loader):  # saved at the end of an epoch (see Trainer.next_batch)
+                    state.epoch, state.consumed = state.epoch + 1, 0
+                    continue
                 source = skip_first_batches(self.loader, state.consumed) if state.consumed else self.loader
                 # the sampler and the dataset get the epoch directly (see training.loop.Trainer.next_batch)
                 source.set_epoch(state.epoch)

@@ -279,6 +279,11 @@ class Trainer:
             if name not in self.iterators:
                 epoch, consumed = position
                 loader = self.train_loaders[name]
+                if consumed >= len(loader):
+                    # the checkpoint was written at the end of an epoch: go on with the next one (accelerate < 1.3
+                    # yields one None batch from a loader whose every batch is skipped)
+                    position[0], position[1] = epoch + 1, 0
+                    continue
                 source = skip_first_batches(loader, consumed) if consumed else loader
                 # our own sampler and dataset get the epoch directly: whether the loader that skip_first_batches
                 # returns passes set_epoch on to them depends on the accelerate version and the process count
