@@ -164,7 +164,7 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
         raise ConfigError(f"no run config beside {info.path} ({info.path.parent / RUN_CONFIG}) and no "
                           f"{PREPROCESSING_FILE} in it: the model folder does not store the input transforms; pass "
                           f"--config with the config.yaml train.py saved for this model")
-    data, settings = _run_settings(run_config, model_task, info)
+    data, settings = _run_settings(run_config, model_task, info.path)
     transforms = settings.get("eval_transforms")
     if transforms is None:
         transforms = deterministic_part(settings.get("transforms") or [])
@@ -179,7 +179,7 @@ def task_recipe(task: str, info: ModelInfo, run_config: Path | None, label_set: 
     return TaskRecipe(task, model_task, spec, list(transforms), chosen, layouts, channels, str(run_config), notes)
 
 
-def _run_settings(run_config: Path, model_task: str, info: ModelInfo) -> tuple[dict, dict]:
+def _run_settings(run_config: Path, model_task: str, model_dir: Path) -> tuple[dict, dict]:
     """(the whole run config, its settings of ``model_task``) from a config.yaml; ConfigError naming the file."""
     import yaml
 
@@ -190,13 +190,13 @@ def _run_settings(run_config: Path, model_task: str, info: ModelInfo) -> tuple[d
     settings = (data or {}).get("tasks", {}).get(model_task) if isinstance(data, dict) else None
     if not isinstance(settings, dict):
         raise ConfigError(f"{run_config}: no settings for task {model_task!r} (key 'tasks.{model_task}'); is it the "
-                          f"config of the run that saved {info.path}?")
+                          f"config of the run that saved {model_dir}?")
     return data, settings
 
 
 def _check_against_saved(run_config: Path, model_task: str, entry: dict, where: Path) -> None:
     """Refuse a ``--config`` whose preprocessing of ``model_task`` differs from what the model was trained with."""
-    _, yaml_settings = _run_settings(run_config, model_task, ModelInfo(where.parent, [], [], {}, {}))
+    _, yaml_settings = _run_settings(run_config, model_task, where.parent)
     transforms = yaml_settings.get("eval_transforms")
     if transforms is None:
         transforms = deterministic_part(yaml_settings.get("transforms") or [])

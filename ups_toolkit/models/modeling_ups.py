@@ -392,6 +392,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
             pooled_feature=config.pooled_feature)
         self.vocabulary = vocabulary
         self._specs = {name: config.task_spec(name) for name in config.tasks}
+        self._kinds = {name: kind_of(spec) for name, spec in self._specs.items()}  # the loss asks them every step
         self._grammars: dict = {}
         self._codecs: dict = {}
         self.post_init()
@@ -539,7 +540,7 @@ class UPSForSeq2Seq(UPSPreTrainedModel, GenerationMixin):
                 loss = self.loss(logits, labels, label_weights, task=task, label_set=label_set, layout=layout)
         weight = self.config.auxiliary_weights.get(task, 0.0)
         if loss is not None and weight:
-            extra = kind_of(self.task_spec(task)).auxiliary_loss(self, logits, labels, coordinates, layout, weight)
+            extra = self._kinds[task].auxiliary_loss(self, logits, labels, coordinates, layout, weight)
             if extra is not None:
                 loss = loss + extra
         out = UPSSeq2SeqOutput(loss=loss, logits=logits, cache=cache, decoder_hidden_state=hidden,
